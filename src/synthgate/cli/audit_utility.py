@@ -1,0 +1,5 @@
+"""``synthgate audit utility``."""
+
+from __future__ import annotations
+
+from synthgate.cli.audit import app  # noqa: F401

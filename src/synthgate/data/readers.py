@@ -1,0 +1,221 @@
+"""Readers for every image-set input of DESIGN.md, behind one entry point: :func:`load_set`.
+
+* a slice store (``meta.json`` + ``images.npy``);
+* a folder of per-image files, ``.npy`` (C x H x W or H x W), ``.png`` (grey or multi-channel) and 2D
+  ``.nii``/``.nii.gz``; the id is the file stem;
+* a BraTS-style folder of subject folders (or one subject folder), sliced on load with the ingest settings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from synthgate.data.imageset import ImageSet, Skipped
+from synthgate.data.store import is_store, read_store
+from synthgate.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from synthgate.data.ingest import IngestConfig
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".npy", ".png", ".nii", ".nii.gz")
+
+
+class OnError(StrEnum):
+    """What a reader does with an invalid file."""
+
+    RAISE = "raise"
+    SKIP = "skip"
+
+
+def file_stem(path: Path) -> str:
+    """File name without its image suffix (``.nii.gz`` counts as one)."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".npy", ".png"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
+
+
+def validate_array(arr: np.ndarray, where: str, allow_constant: bool = False) -> None:
+    """Raise :class:`InputError` for NaN/Inf values or an all-constant image."""
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{where}: not numeric image data (dtype {arr.dtype})")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise InputError(f"{where}: {int((~finite).sum())} NaN/Inf values; fix or remove the file")
+    if not allow_constant and arr.size and float(arr.max()) == float(arr.min()):
+        raise InputError(f"{where}: all values are {float(arr.min()):g} (a constant image); fix or remove the file")
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    """Read one 2D image file as C x H x W float32.
+
+    Raises:
+        InputError: unreadable, corrupt, not 2D, NaN/Inf or constant.
+    """
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        elif name.endswith(".png"):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+            if arr.ndim == 3:
+                arr = np.moveaxis(arr, -1, 0)
+        else:
+            import nibabel as nib
+
+            arr = np.asarray(nib.load(path).dataobj)
+            arr = np.squeeze(arr)
+            if arr.ndim == 2:
+                arr = arr.T  # NIfTI stores (x, y): show rows as y
+    except (OSError, ValueError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is corrupt or truncated") from None
+    except Exception as e:  # nibabel and PIL raise their own exception types for corrupt files
+        if type(e).__module__.split(".")[0] in ("nibabel", "PIL"):
+            raise InputError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is corrupt") from None
+        raise
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"{path}: expected a 2D image (H x W or C x H x W), got shape {arr.shape}")
+    validate_array(arr, str(path))
+    return arr.astype(np.float32)
+
+
+def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_sep: str | None = None) -> ImageSet:
+    """Read a folder of per-image files into a set (id = file stem).
+
+    The subject of each image is its id, or the part of the id before ``subject_sep`` when given.
+    Images must share one shape; with ``on_error="skip"`` invalid files are skipped and listed in ``skipped``.
+    """
+    files = sorted(p for p in folder.iterdir() if _is_image_file(p))
+    arrays: list[np.ndarray] = []
+    ids: list[str] = []
+    skipped: list[Skipped] = []
+    for f in files:
+        try:
+            arr = read_image_file(f)
+            if arrays and arr.shape != arrays[0].shape:
+                raise InputError(
+                    f"{f}: shape {arr.shape} differs from {arrays[0].shape} of {files[0].name}; "
+                    "all images of a set must have one size"
+                )
+        except InputError as e:
+            if on_error is OnError.SKIP:
+                logger.warning("skipping %s", e)
+                skipped.append(Skipped(str(f), str(e)))
+                continue
+            raise
+        arrays.append(arr)
+        ids.append(file_stem(f))
+    if not arrays:
+        raise InputError(f"{folder}: no readable image ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    c = arrays[0].shape[0]
+    subjects = [i.split(subject_sep)[0] if subject_sep else i for i in ids]
+    return ImageSet(
+        images=np.stack(arrays),
+        ids=tuple(ids),
+        subjects=tuple(subjects),
+        channels=tuple(f"c{i}" for i in range(c)),
+        sources=("file",) * len(ids),
+        skipped=tuple(skipped),
+    )
+
+
+@dataclass(frozen=True)
+class SetKind:
+    """What :func:`detect_set_kind` found at a path."""
+
+    kind: str  # "store" | "images" | "brats"
+
+
+def detect_set_kind(path: Path) -> str:
+    """``"store"``, ``"images"`` or ``"brats"`` for a set path.
+
+    Raises:
+        InputError: the path does not exist or holds none of them.
+    """
+    if not path.exists():
+        raise InputError(f"{path} does not exist; give a slice store, an image folder or a BraTS folder")
+    if not path.is_dir():
+        raise InputError(f"{path} is a file; give the folder that holds the set")
+    if is_store(path):
+        return "store"
+    from synthgate.data.brats import looks_like_brats
+
+    if looks_like_brats(path):
+        return "brats"
+    if any(_is_image_file(p) and _looks_2d(p) for p in path.iterdir()):
+        return "images"
+    raise InputError(
+        f"{path}: neither a slice store, a folder of 2D images (.npy/.png/.nii) nor a BraTS-style cohort"
+    )
+
+
+def _looks_2d(path: Path) -> bool:
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return True
+    try:
+        import nibabel as nib
+
+        return sum(d > 1 for d in nib.load(path).shape) <= 2
+    except Exception:
+        return True  # let the reader report the corrupt file
+
+
+def load_set(
+    path: str | os.PathLike[str],
+    *,
+    ingest: IngestConfig | None = None,
+    on_error: OnError | str = OnError.RAISE,
+    mmap: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageSet:
+    """Load any image-set input of DESIGN.md.
+
+    Args:
+        path: a slice store, a folder of 2D image files, or a BraTS-style cohort folder.
+        ingest: slicing settings for a BraTS folder (defaults of :class:`IngestConfig` when ``None``).
+        on_error: ``"raise"`` stops at the first invalid file; ``"skip"`` skips it and lists it in ``skipped``.
+        mmap: keep a store's images on disk.
+        progress: called with (done, total) subjects while slicing a BraTS folder.
+
+    Raises:
+        InputError: missing, invalid or empty input (exit 5).
+    """
+    try:
+        mode = OnError(on_error)
+    except ValueError:
+        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}") from None
+    p = Path(path)
+    kind = detect_set_kind(p)
+    if kind == "store":
+        s = read_store(p, mmap=mmap)
+    elif kind == "images":
+        s = read_image_folder(p, on_error=mode)
+    else:
+        from synthgate.data.ingest import IngestConfig, slice_cohort
+
+        s = slice_cohort(p, ingest or IngestConfig(), on_error=mode, progress=progress)
+    if len(s) == 0:
+        raise InputError(f"{p}: the set is empty; check the path and the slice-selection settings")
+    return s

@@ -1,0 +1,142 @@
+"""The slice store: synthgate's streamable, memory-mappable working format.
+
+A store is a folder holding
+
+* ``images.npy``: N x C x H x W, float32 or float16;
+* ``index.csv``: one row per image: ``id, subject, slice_index, source, seed``;
+* ``meta.json``: channel names, label channel, label map, normalisation, spacing, synthgate version.
+
+Stores are written whole: into a temporary folder that is renamed at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthgate import __version__
+from synthgate.atomic import atomic_dir
+from synthgate.data.imageset import ImageSet
+from synthgate.data.labels import LabelMap
+from synthgate.errors import InputError, UsageError
+
+IMAGES = "images.npy"
+INDEX = "index.csv"
+META = "meta.json"
+INDEX_COLUMNS = ("id", "subject", "slice_index", "source", "seed")
+STORE_FORMAT = "synthgate-slice-store/1"
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is a folder holding a slice store."""
+    p = Path(path)
+    return p.is_dir() and (p / META).is_file() and (p / IMAGES).is_file()
+
+
+def _meta_for(s: ImageSet, dtype: np.dtype[Any]) -> dict[str, Any]:
+    meta = dict(s.meta)
+    meta.update(
+        {
+            "format": STORE_FORMAT,
+            "synthgate_version": __version__,
+            "channels": list(s.channels),
+            "label_channel": s.label_channel,
+            "label_map": None if s.label_map is None else s.label_map.to_json(),
+            "shape": [len(s), *s.shape],
+            "dtype": str(dtype),
+        }
+    )
+    return meta
+
+
+def write_store(
+    s: ImageSet, path: str | os.PathLike[str], dtype: str = "float32", overwrite: bool = False,
+    block_size: int = 256,
+) -> Path:
+    """Write ``s`` as a slice store at ``path`` (atomically) and return the path.
+
+    Args:
+        s: the set to write.
+        path: target folder; must not exist unless ``overwrite``.
+        dtype: ``"float32"`` or ``"float16"``.
+        overwrite: replace an existing folder.
+        block_size: images copied per block (bounds memory when ``s`` is memory-mapped).
+    """
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"store dtype must be float32 or float16, got {dtype!r}")
+    np_dtype = np.dtype(dtype)
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        arr = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np_dtype, shape=s.images.shape)
+        for start, block in s.iter_blocks(block_size):
+            arr[start : start + len(block)] = block
+        arr.flush()
+        del arr
+        _write_index(tmp / INDEX, s)
+        (tmp / META).write_text(json.dumps(_meta_for(s, np_dtype), indent=2) + "\n")
+    return Path(path)
+
+
+def _write_index(path: Path, s: ImageSet) -> None:
+    n = len(s)
+    slices = s.slice_index if s.slice_index is not None else np.full(n, -1)
+    seeds = s.seeds if s.seeds is not None else np.full(n, -1)
+    sources: Iterable[str] = s.sources if s.sources is not None else ("",) * n
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(INDEX_COLUMNS)
+        for row in zip(s.ids, s.subjects, slices, sources, seeds, strict=True):
+            w.writerow([row[0], row[1], int(row[2]), row[3], int(row[4])])
+
+
+def read_store(path: str | os.PathLike[str], mmap: bool = True) -> ImageSet:
+    """Read a slice store; with ``mmap`` the images stay on disk (read-only memory map).
+
+    Raises:
+        InputError: missing, corrupt or inconsistent files.
+    """
+    p = Path(path)
+    if not is_store(p):
+        raise InputError(f"{p} is not a slice store (needs {IMAGES} and {META}); write one with 'synthgate data ingest'")
+    try:
+        meta = json.loads((p / META).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p / META}: not valid JSON ({e}); rewrite the store") from None
+    try:
+        images = np.load(p / IMAGES, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{p / IMAGES}: corrupt or truncated ({e}); rewrite the store") from None
+    if images.ndim != 4 or images.dtype not in (np.float32, np.float16):
+        raise InputError(f"{p / IMAGES}: expected N x C x H x W float32/float16, got {images.shape} {images.dtype}")
+    rows = _read_index(p / INDEX)
+    if len(rows) != images.shape[0]:
+        raise InputError(f"{p / INDEX}: {len(rows)} rows for {images.shape[0]} images; the store is incomplete")
+    lm = meta.get("label_map")
+    return ImageSet(
+        images=images,
+        ids=tuple(r["id"] for r in rows),
+        subjects=tuple(r["subject"] for r in rows),
+        channels=tuple(meta["channels"]),
+        label_channel=meta.get("label_channel"),
+        label_map=None if lm is None else LabelMap.from_json(lm),
+        slice_index=np.array([int(r["slice_index"]) for r in rows], dtype=np.int64),
+        seeds=np.array([int(r["seed"]) for r in rows], dtype=np.int64),
+        sources=tuple(r["source"] for r in rows),
+        meta={k: v for k, v in meta.items() if k not in ("channels", "label_channel", "label_map", "shape", "dtype")},
+    )
+
+
+def _read_index(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise InputError(f"{path} is missing; the store is incomplete")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(INDEX_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}: missing columns {sorted(missing)}")
+        return list(reader)
