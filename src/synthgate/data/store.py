@@ -140,3 +140,74 @@ def _read_index(path: Path) -> list[dict[str, str]]:
         if missing:
             raise InputError(f"{path}: missing columns {sorted(missing)}")
         return list(reader)
+
+
+class StoreWriter:
+    """Write a store block by block without holding it in memory.
+
+    Images are appended to a raw file; :meth:`close` writes the ``.npy`` header, the index and ``meta.json``.
+    Call it inside :func:`synthgate.atomic.atomic_dir` so a failed write leaves nothing behind.
+    """
+
+    def __init__(self, path: Path, channels: tuple[str, ...], dtype: str = "float32") -> None:
+        if dtype not in ("float32", "float16"):
+            raise UsageError(f"store dtype must be float32 or float16, got {dtype!r}")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=False)
+        self.channels = channels
+        self.dtype = np.dtype(dtype)
+        self._raw = (self.path / "images.raw").open("wb")
+        self._hw: tuple[int, int] | None = None
+        self._n = 0
+        self._rows: list[tuple[str, str, int, str, int]] = []
+
+    def append(
+        self, images: np.ndarray, ids: Iterable[str], subject: str | Iterable[str], slice_index: Iterable[int],
+        source: str, seeds: Iterable[int] | None = None,
+    ) -> None:
+        """Append N x C x H x W ``images`` with their index rows."""
+        if images.ndim != 4 or images.shape[1] != len(self.channels):
+            raise InputError(f"expected N x {len(self.channels)} x H x W images, got {images.shape}")
+        hw = (int(images.shape[2]), int(images.shape[3]))
+        if self._hw is None:
+            self._hw = hw
+        elif hw != self._hw:
+            raise InputError(f"image size {hw} differs from {self._hw} already in the store")
+        ids = list(ids)
+        subjects = [subject] * len(ids) if isinstance(subject, str) else list(subject)
+        seeds = list(seeds) if seeds is not None else [-1] * len(ids)
+        for row in zip(ids, subjects, slice_index, [source] * len(ids), seeds, strict=True):
+            self._rows.append((row[0], row[1], int(row[2]), row[3], int(row[4])))
+        self._raw.write(np.ascontiguousarray(images, dtype=self.dtype).tobytes())
+        self._n += len(images)
+
+    def close(self, meta: dict[str, Any], size: int) -> int:
+        """Finish the store; ``size`` is H = W used when the store is empty. Returns the image count."""
+        self._raw.close()
+        h, w = self._hw or (size, size)
+        shape = (self._n, len(self.channels), h, w)
+        raw = self.path / "images.raw"
+        with (self.path / IMAGES).open("wb") as fh:
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+            )
+            with raw.open("rb") as src:
+                while chunk := src.read(1 << 24):
+                    fh.write(chunk)
+        raw.unlink()
+        with (self.path / INDEX).open("w", newline="") as fh:
+            w_ = csv.writer(fh)
+            w_.writerow(INDEX_COLUMNS)
+            w_.writerows(self._rows)
+        full = dict(meta)
+        full.update(
+            {
+                "format": STORE_FORMAT,
+                "synthgate_version": __version__,
+                "channels": list(self.channels),
+                "shape": list(shape),
+                "dtype": str(self.dtype),
+            }
+        )
+        (self.path / META).write_text(json.dumps(full, indent=2) + "\n")
+        return self._n
