@@ -38,8 +38,9 @@ def check_labelled(s: ImageSet, name: str, block_size: int = 512) -> None:
     require_nonempty(s, name)
     if s.label_channel is None or s.label_map is None:
         raise InputError(
-            f"{name} has no label channel (channels {list(s.channels)}); the utility audit trains segmentation "
-            "and needs the tumour label as a channel: ingest with labels or sample a generator with labels"
+            f"{name} has no label channel (channels {list(s.channels)}); the utility audit trains "
+            "segmentation and needs the tumour label as a channel: ingest with labels or sample a generator "
+            "with labels"
         )
     if not s.image_channels:
         raise InputError(f"{name} holds only the label channel; it needs at least one image channel")
@@ -86,7 +87,9 @@ class SegmentationData:
     @property
     def subjects(self) -> tuple[str, ...]:
         """Subject of every image, prefixed by its set's name so subjects of different sets never merge."""
-        return tuple(f"{name}:{sub}" for s, name in zip(self.sets, self.names, strict=True) for sub in s.subjects)
+        return tuple(
+            f"{name}:{sub}" for s, name in zip(self.sets, self.names, strict=True) for sub in s.subjects
+        )
 
     def batch(self, index: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Images (len x C' x H x W float32, label channel dropped) and targets (len x 3 x H x W float32)."""

@@ -52,7 +52,7 @@ def volume_dice(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def check_slice_order(subjects: Sequence[str], slice_index: np.ndarray | None, name: str) -> None:
-    """Raise :class:`InputError` if a subject has two images at one slice index (they cannot form a volume)."""
+    """Raise :class:`InputError` if a subject has two images at one slice index (no volume then)."""
     if slice_index is None:
         return
     seen: set[tuple[str, int]] = set()
@@ -77,7 +77,9 @@ def stack_volumes(
     n = len(subjects)
     if masks.shape[0] != n:
         raise InputError(f"{masks.shape[0]} masks for {n} subject entries")
-    slices = np.full(n, -1, dtype=np.int64) if slice_index is None else np.asarray(slice_index, dtype=np.int64)
+    slices = (
+        np.full(n, -1, dtype=np.int64) if slice_index is None else np.asarray(slice_index, dtype=np.int64)
+    )
     check_slice_order(subjects, slices, "test set")
     volumes: dict[str, np.ndarray] = {}
     for sub in dict.fromkeys(subjects):

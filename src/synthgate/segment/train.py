@@ -99,8 +99,10 @@ def split_validation(
     if len(distinct) >= MIN_SUBJECTS_FOR_SUBJECT_SPLIT:
         k = max(1, round(val_fraction * len(distinct)))
         held = set(rng.choice(len(distinct), size=k, replace=False).tolist())
-        is_val = np.array([distinct.index(s) in held for s in subjects]) if n < 2000 else _member(
-            subjects, {distinct[i] for i in held}
+        is_val = (
+            np.array([distinct.index(s) in held for s in subjects])
+            if n < 2000
+            else _member(subjects, {distinct[i] for i in held})
         )
         return np.flatnonzero(~is_val), np.flatnonzero(is_val), "subject"
     perm = rng.permutation(n)
@@ -113,7 +115,7 @@ def _member(subjects: tuple[str, ...], held: set[str]) -> np.ndarray:
 
 
 def make_augment(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A seeded per-slice augmentation: random flips, affine (rotation, scale, shift), intensity scale/shift."""
+    """A seeded per-slice augmentation: flips, affine (rotation, scale, shift), intensity scale and shift."""
     from monai.transforms import (
         Compose,
         RandAffined,
