@@ -1,0 +1,160 @@
+"""The dataset card (``README.md``): Hugging Face YAML metadata and a body filled from the audits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from synthgate import __version__
+from synthgate.release.gate import GateDecision
+from synthgate.release.hf import SHARD_GLOB, hf_features
+from synthgate.release.payload import ReleaseImages
+from synthgate.release.policy import Gating, ReleasePolicy
+
+REFERENCE = (
+    "Usman Akbar M, Larsson M, Blystad I, Eklund A. Brain tumor segmentation using synthetic MR images - "
+    "a comparison of GANs and diffusion models. Scientific Data 11, 259 (2024)."
+)
+
+
+def size_category(n: int) -> str:
+    """Hugging Face ``size_categories`` value for ``n`` rows."""
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ]
+    for bound, name in bounds:
+        if n < bound:
+            return name
+    return "10M<n<100M"
+
+
+def card_metadata(r: ReleaseImages, policy: ReleasePolicy) -> dict[str, Any]:
+    """The YAML header of the card."""
+    meta: dict[str, Any] = {
+        "license": policy.output_licence,
+        "pretty_name": policy.dataset_name,
+        "task_categories": ["image-segmentation"],
+        "tags": ["medical", "mri", "brain-tumour", "brats", "synthetic", "synthgate"],
+        "size_categories": [size_category(len(r))],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": SHARD_GLOB}]}],
+        "dataset_info": {
+            "features": hf_features(r)._to_yaml_list(),
+            "splits": [{"name": "train", "num_examples": len(r)}],
+        },
+    }
+    if policy.gated is not Gating.OFF:
+        meta["extra_gated_prompt"] = (
+            "These synthetic images were derived from real patient MRI. By requesting access you agree "
+            "not to "
+            "attempt to re-identify any person and to respect the licence of the source data."
+        )
+        meta["extra_gated_fields"] = {
+            "Affiliation": "text",
+            "Intended use": "text",
+            "I agree not to attempt re-identification": "checkbox",
+        }
+    return meta
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    return f"{x:.{nd}f}" if isinstance(x, int | float) and not isinstance(x, bool) else "n/a"
+
+
+def render_card(
+    r: ReleaseImages,
+    policy: ReleasePolicy,
+    decision: GateDecision,
+    audit_summary: Mapping[str, Any],
+    utility: Mapping[str, Any] | None,
+) -> str:
+    """The full ``README.md``: YAML front matter and a Markdown body. Statistics only, opaque ids."""
+    import yaml
+
+    header = yaml.safe_dump(card_metadata(r, policy), sort_keys=False, allow_unicode=True)
+    _, c, h, w = r.images.shape if r.images.ndim == 4 else (0, 0, 0, 0)
+    cal = audit_summary.get("calibration") or {}
+    leaked = audit_summary.get("subjects_leaked") or {}
+    counts = decision.to_json()["counts"]
+    labels = ""
+    if r.label_map is not None:
+        labels = ", ".join(f"{k} = {v}" for k, v in sorted(r.label_map.names.items()))
+    util_lines = ["No utility audit was run."]
+    if utility is not None:
+        ratio = utility.get("ratio") or {}
+        real = ((utility.get("modes") or {}).get("real") or {}).get("mean") or {}
+        syn = ((utility.get("modes") or {}).get("synthetic") or {}).get("mean") or {}
+        util_lines = [
+            f"A {utility.get('net', 'segmentation')} network trained on these synthetic images and tested "
+            "on real "
+            "held-out subjects, against the same network trained on the real training images:",
+            "",
+            "| region | Dice, real training | Dice, synthetic training | ratio |",
+            "|---|---|---|---|",
+            *(
+                f"| {k} | {_fmt(real.get(k))} | {_fmt(syn.get(k))} | {_fmt(ratio.get(k))} |"
+                for k in ("WT", "TC", "ET")
+            ),
+        ]
+    warn = "".join(f"\n- Licence warning: {x}" for x in decision.warnings)
+    body = f"""
+# {policy.dataset_name}
+
+Synthetic 2D brain-tumour MR images with tumour labels, made by a generative model trained on real patient
+images, and released by synthgate {__version__} after its memorization and utility checks.
+
+- {len(r)} images of {c} channel(s) ({", ".join(r.channels)}), {h} x {w} pixels, float32 intensities
+  in [0, 1].
+- Labels: {labels or "none"}.
+- Ids are opaque (`case_0000`, ...) and carry no information about any patient.
+- The same images are in `nnunet/` as an nnU-Net v2 raw data set (NIfTI), with its own `dataset.json`.
+
+## Uses
+
+Training and benchmarking brain-tumour segmentation models, on their own or mixed with real data; teaching;
+testing pipelines without access to patient data.
+
+## Out-of-scope uses
+
+Clinical decisions or diagnosis of any kind; estimating tumour prevalence or any property of a patient
+population (the generator's sampling is not representative); any attempt to re-identify the patients whose
+images trained the generator.
+
+## Privacy considerations
+
+Every synthetic image was compared with every training image (exact nearest-neighbour search) before release.
+
+- Similarity threshold: {_fmt(audit_summary.get("threshold"), 4)}, calibrated by
+  `{cal.get("method", "unknown")}` (quantile {_fmt(cal.get("quantile"), 4)}, expected false-positive
+  rate {_fmt(cal.get("expected_false_positive_rate"), 4)}).
+- Flagged as near-copies of a training image: {counts["flagged_before_removal"]} of {counts["audited"]}
+  audited images;
+  removed before release: {counts["removed_flagged"]} flagged, {counts["removed_near_threshold"]} within the
+  removal margin ({policy.removal_margin}), {counts["removed_zero_variance"]} blank.
+- Training subjects with at least one flagged copy: {leaked.get("count", "n/a")} of
+  {leaked.get("total", "n/a")}.
+- Released: {counts["released"]} images, none at or above the threshold.
+
+A low similarity score does not prove that no information about a training subject is contained in an image;
+it shows that no released image is a close copy of one.
+
+## Utility
+
+{chr(10).join(util_lines)}
+
+## Limitations
+
+Two-dimensional axial slices only; the generator was trained on a small cohort and its images do not cover
+the variety of real tumours; intensities are normalised per volume and are not quantitative.
+Licence of the training data: {policy.training_licence}.{warn}
+
+## Citation
+
+The method follows: {REFERENCE}
+
+Please cite the source data set of the training images as its licence requires.
+"""
+    return f"---\n{header}---\n{body}"

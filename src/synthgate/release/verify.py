@@ -1,0 +1,181 @@
+"""``release verify``: is a bundle whole, readable, consistent, and (with the training set) free of copies?
+
+Checks, each reported separately: BagIt completeness and checksums; the payload files; the Hugging Face load
+round trip; the NIfTI tree's geometry and empty header text fields; the HF and NIfTI images being identical;
+the public report agreeing with the data; and, with ``train``, a re-audit of every bundle image against the
+training set at the threshold recorded in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthgate.data.imageset import ImageSet
+from synthgate.release.bundle import CARD, PAYLOAD, PROVENANCE, REPORT_HTML, REPORT_JSON
+from synthgate.release.hf import load_hf_payload
+from synthgate.release.nnunet import read_nnunet
+from synthgate.release.reaudit import reaudit_bundle
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifyCheck:
+    """One verification step."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """All verification steps of a bundle; ``ok`` when every one passed."""
+
+    path: Path
+    checks: tuple[VerifyCheck, ...]
+    n_images: int
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[VerifyCheck, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.path),
+            "ok": self.ok,
+            "images": self.n_images,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+        }
+
+
+def _bagit_check(path: Path) -> VerifyCheck:
+    import bagit
+
+    try:
+        bag = bagit.Bag(str(path))
+        bag.validate()
+    except bagit.BagValidationError as e:
+        details = "; ".join(str(d) for d in (e.details or [])[:5]) or str(e.message)
+        return VerifyCheck("bagit", False, f"{e.message}: {details}")
+    except bagit.BagError as e:
+        return VerifyCheck("bagit", False, f"not a valid bag: {e}")
+    return VerifyCheck("bagit", True, f"{len(bag.payload_entries())} payload files, checksums match")
+
+
+def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -> VerifyResult:
+    """Verify a release bundle.
+
+    Args:
+        path: the bundle folder.
+        train: the training set, to re-audit the bundle's images against (optional).
+
+    Returns:
+        Every check; the CLI exits 4 unless ``result.ok``.
+    """
+    p = Path(path)
+    checks: list[VerifyCheck] = []
+    if not p.is_dir():
+        return VerifyResult(p, (VerifyCheck("bundle", False, f"{p} is not a folder"),), 0)
+    checks.append(_bagit_check(p))
+    payload = p / PAYLOAD
+    missing = [f for f in (CARD, PROVENANCE, REPORT_JSON, REPORT_HTML) if not (payload / f).is_file()]
+    checks.append(
+        VerifyCheck("payload", not missing, f"missing {', '.join(missing)}" if missing else "complete")
+    )
+
+    try:
+        ids, hf_images, hf_labels = load_hf_payload(payload)
+        checks.append(
+            VerifyCheck("hf_load", len(ids) > 0, f"{len(ids)} rows loaded with datasets.load_dataset")
+        )
+    except Exception as e:  # any failure of the HF loader is an integrity failure of the bundle
+        checks.append(VerifyCheck("hf_load", False, f"datasets.load_dataset failed: {type(e).__name__}: {e}"))
+        return VerifyResult(p, tuple(checks), 0)
+
+    try:
+        nn = read_nnunet(payload)
+    except Exception as e:  # nibabel raises many kinds on corrupt files
+        checks.append(VerifyCheck("nifti_geometry", False, f"{type(e).__name__}: {e}"))
+        return VerifyResult(p, tuple(checks), len(ids))
+    checks.append(
+        VerifyCheck(
+            "nifti_geometry",
+            not nn.problems,
+            "; ".join(nn.problems[:5]) or f"{len(nn.ids)} cases, H x W x 1, affines match",
+        )
+    )
+    checks.append(_same_images(ids, hf_images, hf_labels, nn.ids, nn.images, nn.labels))
+    checks.append(_report_check(payload, len(ids)))
+    if train is not None:
+        checks.append(_reaudit_check(payload, train, hf_images, hf_labels))
+    return VerifyResult(p, tuple(checks), len(ids))
+
+
+def _same_images(
+    ids: tuple[str, ...],
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    nn_ids: tuple[str, ...],
+    nn_images: np.ndarray,
+    nn_labels: np.ndarray | None,
+) -> VerifyCheck:
+    if sorted(ids) != sorted(nn_ids):
+        return VerifyCheck(
+            "hf_equals_nifti", False, f"{len(ids)} HF ids but {len(nn_ids)} NIfTI cases, or different ids"
+        )
+    order = {c: i for i, c in enumerate(nn_ids)}
+    idx = np.asarray([order[i] for i in ids], dtype=np.int64)
+    if images.shape != nn_images[idx].shape or not np.array_equal(images, nn_images[idx]):
+        return VerifyCheck("hf_equals_nifti", False, "HF images differ from the NIfTI images")
+    if (labels is None) != (nn_labels is None) or (
+        labels is not None and nn_labels is not None and not np.array_equal(labels, nn_labels[idx])
+    ):
+        return VerifyCheck("hf_equals_nifti", False, "HF labels differ from the NIfTI labels")
+    return VerifyCheck("hf_equals_nifti", True, "images and labels identical")
+
+
+def _report_check(payload: Path, n: int) -> VerifyCheck:
+    try:
+        report = json.loads((payload / REPORT_JSON).read_text(encoding="utf-8"))
+        released = int(report["counts"]["released"])
+        decision = report["decision"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return VerifyCheck("report", False, f"{REPORT_JSON} unreadable: {e}")
+    if decision != "release" or released != n:
+        return VerifyCheck(
+            "report", False, f"report says {decision} with {released} images; the data holds {n}"
+        )
+    return VerifyCheck("report", True, f"decision release, {n} images")
+
+
+def _reaudit_check(
+    payload: Path, train: ImageSet, images: np.ndarray, labels: np.ndarray | None
+) -> VerifyCheck:
+    try:
+        report = json.loads((payload / REPORT_JSON).read_text(encoding="utf-8"))
+        threshold = float(report["memorization"]["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return VerifyCheck("reaudit", False, f"no threshold in {REPORT_JSON}: {e}")
+    res = reaudit_bundle(train, images, labels, threshold)
+    if res.n_flagged:
+        return VerifyCheck(
+            "reaudit",
+            False,
+            f"{res.n_flagged} of {res.n} bundle images score >= {threshold:.4f} "
+            f"against the training set (max {res.max_score:.4f}, {res.method})",
+        )
+    return VerifyCheck(
+        "reaudit", True, f"no copy: max score {res.max_score:.4f} < {threshold:.4f} ({res.method})"
+    )
