@@ -105,7 +105,7 @@ def info(
     from synthgate.data.readers import load_set
 
     s = load_set(path, on_error=on_error)
-    c, h, w = s.shape
+    _, h, w = s.shape
     summary = {
         "path": str(path),
         "images": len(s),

@@ -22,6 +22,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def looks_like_brats(path: Path) -> bool:
         import nibabel as nib
 
         first = subjects[0].files[subjects[0].sequences[0]]
-        return sum(d > 1 for d in nib.load(first).shape) >= 3
+        return sum(d > 1 for d in nib.load(first).shape) >= 3  # type: ignore[attr-defined]
     except Exception:
         return True
 
@@ -140,7 +141,7 @@ class SubjectVolumes:
     spacing: tuple[float, float, float]
 
 
-def _load_volume(path: Path):  # type: ignore[no-untyped-def]
+def _load_volume(path: Path) -> tuple[Any, np.ndarray]:
     import nibabel as nib
 
     try:

@@ -130,19 +130,28 @@ def _to_square(stack: np.ndarray) -> np.ndarray:
     return np.pad(stack, pad)
 
 
-def _resize(stack: np.ndarray, size: int, nearest: bool) -> np.ndarray:
-    """Resize N x C x S x S to N x C x size x size (antialiased bilinear, or nearest for labels)."""
+def _resize(stack: np.ndarray, size: int) -> np.ndarray:
+    """Resize N x C x S x S images to N x C x size x size (antialiased bilinear)."""
     if stack.shape[-1] == size:
-        return stack
+        return np.ascontiguousarray(stack, dtype=np.float32)
     import torch
     import torch.nn.functional as F
 
     t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
-    if nearest:
-        r = F.interpolate(t, size=(size, size), mode="nearest-exact")
-    else:
-        r = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return r.numpy()
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True).numpy()
+
+
+def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """Resize N x 1 x S x S integer labels: each value's antialiased coverage, then the most covered value.
+
+    Unlike nearest-neighbour sampling this keeps small structures that cover enough of an output pixel.
+    """
+    if labels.shape[-1] == size:
+        return np.ascontiguousarray(labels, dtype=np.float32)
+    values = np.unique(labels)
+    onehot = np.concatenate([(labels == v).astype(np.float32) for v in values], axis=1)
+    cover = _resize(onehot, size)
+    return values[np.argmax(cover, axis=1)][:, None].astype(np.float32)
 
 
 def slice_subject(vol: SubjectVolumes, sequences: tuple[str, ...], config: IngestConfig,
@@ -161,10 +170,8 @@ def slice_subject(vol: SubjectVolumes, sequences: tuple[str, ...], config: Inges
     chans = [normalise_volume(vol.sequences[s], brain, config.normalisation, config.percentiles) for s in sequences]
     fraction = brain.mean(axis=(0, 1))
     keep = fraction >= config.min_brain_fraction
-    if config.slices is SliceSelection.TUMOUR:
-        if vol.label is None:
-            raise UsageError("--slices tumour needs label files; this cohort has none")
-        keep &= (vol.label > 0).any(axis=(0, 1))
+    if config.slices is SliceSelection.TUMOUR and vol.label is None:
+        raise UsageError("--slices tumour needs label files; this cohort has none")
     z = np.flatnonzero(keep)
     if has_label:
         assert vol.label is not None  # checked by the caller: every subject has a label file
@@ -173,10 +180,13 @@ def slice_subject(vol: SubjectVolumes, sequences: tuple[str, ...], config: Inges
     stack = np.stack([c[:, :, z] for c in chans])  # C x X x Y x N
     stack = np.transpose(stack, (3, 0, 2, 1))[:, :, ::-1, :]  # N x C x Y x X, anterior up
     stack = _to_square(stack)
-    img = _resize(stack[:, : len(sequences)], config.size, nearest=False)
+    img = _resize(stack[:, : len(sequences)], config.size)
     if has_label:
-        lab = _resize(stack[:, len(sequences) :], config.size, nearest=True)
-        img = np.concatenate([img, np.rint(lab)], axis=1)
+        lab = _resize_labels(stack[:, len(sequences) :], config.size)
+        img = np.concatenate([img, lab], axis=1)
+        if config.slices is SliceSelection.TUMOUR:  # decided at the output size: the tumour must survive resizing
+            has_tumour = (lab > 0).any(axis=(1, 2, 3))
+            img, z = img[has_tumour], z[has_tumour]
     return np.ascontiguousarray(img, dtype=np.float32), z
 
 

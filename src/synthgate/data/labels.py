@@ -56,7 +56,9 @@ class LabelMap:
         for region, values in self.regions.items():
             unknown = set(values) - set(self.names)
             if unknown:
-                raise InputError(f"label map {self.convention!r}: region {region} uses unknown values {sorted(unknown)}")
+                raise InputError(
+                    f"label map {self.convention!r}: region {region} uses unknown values {sorted(unknown)}"
+                )
 
     @property
     def values(self) -> tuple[int, ...]:

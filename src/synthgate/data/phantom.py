@@ -57,7 +57,8 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], grid: i
     from scipy.ndimage import zoom
 
     coarse = rng.normal(0.0, amplitude, size=(grid, grid, grid))
-    return zoom(coarse, [s / grid for s in shape], order=1, mode="nearest", grid_mode=True)[: shape[0], : shape[1], : shape[2]]
+    field = zoom(coarse, [s / grid for s in shape], order=1, mode="nearest", grid_mode=True)
+    return field[: shape[0], : shape[1], : shape[2]]
 
 
 def make_phantom(index: int, seed: int = 0, shape: tuple[int, int, int] = (128, 128, 96)) -> PhantomSubject:

@@ -83,7 +83,7 @@ def read_image_file(path: Path) -> np.ndarray:
         else:
             import nibabel as nib
 
-            arr = np.asarray(nib.load(path).dataobj)
+            arr = np.asarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
             arr = np.squeeze(arr)
             if arr.ndim == 2:
                 arr = arr.T  # NIfTI stores (x, y): show rows as y
@@ -177,7 +177,7 @@ def _looks_2d(path: Path) -> bool:
     try:
         import nibabel as nib
 
-        return sum(d > 1 for d in nib.load(path).shape) <= 2
+        return sum(d > 1 for d in nib.load(path).shape) <= 2  # type: ignore[attr-defined]
     except Exception:
         return True  # let the reader report the corrupt file
 

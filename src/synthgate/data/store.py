@@ -102,7 +102,9 @@ def read_store(path: str | os.PathLike[str], mmap: bool = True) -> ImageSet:
     """
     p = Path(path)
     if not is_store(p):
-        raise InputError(f"{p} is not a slice store (needs {IMAGES} and {META}); write one with 'synthgate data ingest'")
+        raise InputError(
+            f"{p} is not a slice store (needs {IMAGES} and {META}); write one with 'synthgate data ingest'"
+        )
     try:
         meta = json.loads((p / META).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
