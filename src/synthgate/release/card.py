@@ -43,7 +43,6 @@ def card_metadata(r: ReleaseImages, policy: ReleasePolicy) -> dict[str, Any]:
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": SHARD_GLOB}]}],
         "dataset_info": {
             "features": hf_features(r)._to_yaml_list(),
-            "splits": [{"name": "train", "num_examples": len(r)}],
         },
     }
     if policy.gated is not Gating.OFF:
@@ -89,8 +88,8 @@ def render_card(
         syn = ((utility.get("modes") or {}).get("synthetic") or {}).get("mean") or {}
         util_lines = [
             f"A {utility.get('net', 'segmentation')} network trained on these synthetic images and tested "
-            "on real "
-            "held-out subjects, against the same network trained on the real training images:",
+            "on real held-out subjects,",
+            "against the same network trained on the real training images:",
             "",
             "| region | Dice, real training | Dice, synthetic training | ratio |",
             "|---|---|---|---|",
@@ -99,6 +98,10 @@ def render_card(
                 for k in ("WT", "TC", "ET")
             ),
         ]
+    threshold, method = _fmt(audit_summary.get("threshold"), 4), cal.get("method", "unknown")
+    quantile, fpr = _fmt(cal.get("quantile"), 4), _fmt(cal.get("expected_false_positive_rate"), 4)
+    n_flag, n_aud, n_rm = counts["flagged_before_removal"], counts["audited"], counts["removed_flagged"]
+    n_margin, n_blank = counts["removed_near_threshold"], counts["removed_zero_variance"]
     warn = "".join(f"\n- Licence warning: {x}" for x in decision.warnings)
     body = f"""
 # {policy.dataset_name}
@@ -106,8 +109,7 @@ def render_card(
 Synthetic 2D brain-tumour MR images with tumour labels, made by a generative model trained on real patient
 images, and released by synthgate {__version__} after its memorization and utility checks.
 
-- {len(r)} images of {c} channel(s) ({", ".join(r.channels)}), {h} x {w} pixels, float32 intensities
-  in [0, 1].
+- {len(r)} images of {c} channel(s) ({", ".join(r.channels)}), {h} x {w} pixels, float32 intensities.
 - Labels: {labels or "none"}.
 - Ids are opaque (`case_0000`, ...) and carry no information about any patient.
 - The same images are in `nnunet/` as an nnU-Net v2 raw data set (NIfTI), with its own `dataset.json`.
@@ -127,15 +129,12 @@ images trained the generator.
 
 Every synthetic image was compared with every training image (exact nearest-neighbour search) before release.
 
-- Similarity threshold: {_fmt(audit_summary.get("threshold"), 4)}, calibrated by
-  `{cal.get("method", "unknown")}` (quantile {_fmt(cal.get("quantile"), 4)}, expected false-positive
-  rate {_fmt(cal.get("expected_false_positive_rate"), 4)}).
-- Flagged as near-copies of a training image: {counts["flagged_before_removal"]} of {counts["audited"]}
-  audited images;
-  removed before release: {counts["removed_flagged"]} flagged, {counts["removed_near_threshold"]} within the
-  removal margin ({policy.removal_margin}), {counts["removed_zero_variance"]} blank.
-- Training subjects with at least one flagged copy: {leaked.get("count", "n/a")} of
-  {leaked.get("total", "n/a")}.
+- Similarity threshold: {threshold}, calibrated by `{method}` (quantile {quantile}, expected
+  false-positive rate {fpr}).
+- Flagged as near-copies of a training image: {n_flag} of {n_aud} audited images.
+- Removed before release: {n_rm} flagged, {n_margin} within the removal margin ({policy.removal_margin}),
+  {n_blank} blank.
+- Training subjects with at least one flagged copy: {leaked.get("count", "n/a")} of {leaked.get("total", "n/a")}.
 - Released: {counts["released"]} images, none at or above the threshold.
 
 A low similarity score does not prove that no information about a training subject is contained in an image;

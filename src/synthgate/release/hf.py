@@ -7,7 +7,9 @@ Images are stored exactly (float32 ``Array3D``), labels as ``uint8`` ``Array2D``
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,20 @@ def hf_features(r: ReleaseImages) -> Any:
     return datasets.Features(feats)
 
 
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """No ``datasets`` progress bars (they would write to the CLI's stderr) inside the block."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
 def write_parquet_shards(r: ReleaseImages, payload: Path, rows_per_shard: int = 1000) -> tuple[Path, ...]:
     """Write ``data/train-XXXXX-of-YYYYY.parquet`` under ``payload`` and return their paths."""
     import datasets
@@ -53,9 +69,9 @@ def write_parquet_shards(r: ReleaseImages, payload: Path, rows_per_shard: int = 
         }
         if r.labels is not None:
             cols["label"] = list(r.labels[sl])
-        ds = datasets.Dataset.from_dict(cols, features=feats)
         path = out / f"train-{k:05d}-of-{n_shards:05d}.parquet"
-        ds.to_parquet(str(path))
+        with quiet_datasets():
+            datasets.Dataset.from_dict(cols, features=feats).to_parquet(str(path))
         paths.append(path)
     return tuple(paths)
 
@@ -64,7 +80,7 @@ def load_hf_payload(payload: Path) -> tuple[tuple[str, ...], np.ndarray, np.ndar
     """Load the payload with ``datasets.load_dataset`` (a private cache) and return ids, images, labels."""
     import datasets
 
-    with tempfile.TemporaryDirectory(prefix="synthgate-hf-") as cache:
+    with tempfile.TemporaryDirectory(prefix="synthgate-hf-") as cache, quiet_datasets():
         ds = datasets.load_dataset(str(payload), split="train", cache_dir=cache)
         ds = ds.with_format("numpy")
         ids = tuple(str(x) for x in ds["id"])

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from synthgate.atomic import atomic_write_text
 from synthgate.errors import InputError, UsageError
@@ -55,7 +55,7 @@ class ReleasePolicy:
 
     max_fraction_flagged: float = 0.0
     max_fraction_flagged_before_removal: float = 0.05
-    max_subjects_leaked: float = 0.0
+    max_subjects_leaked: float = 1.0
     remove_flagged: bool = True
     removal_margin: float = 0.0
     remove_zero_variance: bool = True
@@ -171,7 +171,7 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "policy") -> Relea
             if wrong_bool or not isinstance(value, expected):
                 raise UsageError(f"{where}: {section}.{key} = {value!r} has the wrong type")
             if attr == "min_utility_ratio":
-                ratios: dict[str, Any] = dict(value)
+                ratios: dict[str, Any] = dict(cast(Mapping[str, Any], value))
                 if any(isinstance(v, bool) or not isinstance(v, int | float) for v in ratios.values()):
                     raise UsageError(f"{where}: utility.min_ratio values must be numbers, got {ratios!r}")
                 value = {**dict.fromkeys(REGIONS, 0.8), **{str(k): float(v) for k, v in ratios.items()}}
@@ -214,7 +214,8 @@ max_fraction_flagged = {d.max_fraction_flagged}
 # Largest fraction of flagged images in the audited set before removal. Above it the generator copies
 # training images too often for removing the flagged ones to be trusted: the release is refused.
 max_fraction_flagged_before_removal = {d.max_fraction_flagged_before_removal}
-# Largest fraction of training subjects with at least one flagged synthetic copy.
+# Largest fraction of training subjects with at least one flagged synthetic copy (1.0: no limit; flagged
+# copies are removed anyway, lower it to refuse when copies spread over many subjects).
 max_subjects_leaked = {d.max_subjects_leaked}
 # Remove flagged images before release.
 remove_flagged = {str(d.remove_flagged).lower()}
