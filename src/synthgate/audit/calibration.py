@@ -1,0 +1,140 @@
+"""Calibrating the memorization threshold and comparing score distributions.
+
+The null distribution is the best-match score of images that were *not* used for training: each holdout image
+against the training set, or, without a holdout, each training image against the training images of *other*
+subjects. The threshold is the conformal ``quantile`` of the null: with ``n`` null scores it is the
+``ceil((n + 1) q)``-th smallest, so that a new unseen image scores at or above it with probability at most
+``1 - q`` (``(n + 1 - rank) / (n + 1)`` for continuous scores), the reported expected false-positive rate.
+With fewer than ``1 / (1 - q) - 1`` null scores the threshold is the null's maximum and the rate ``1 / (n + 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from synthgate.errors import InputError, UsageError
+
+
+class CalibrationMethod(StrEnum):
+    """How the threshold was set."""
+
+    HOLDOUT_QUANTILE = "holdout-quantile"
+    TRAIN_SUBJECT_DISJOINT = "train-subject-disjoint"
+    EXPLICIT = "explicit"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The threshold and how it was obtained (``score >= threshold`` is flagged)."""
+
+    method: CalibrationMethod
+    threshold: float
+    quantile: float | None
+    n_null: int
+    expected_false_positive_rate: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": str(self.method),
+            "quantile": self.quantile,
+            "n_null": self.n_null,
+            "expected_false_positive_rate": self.expected_false_positive_rate,
+        }
+
+
+def calibrate(
+    null_scores: np.ndarray, method: CalibrationMethod, quantile: float, threshold: float | None = None
+) -> Calibration:
+    """Threshold from the null scores (or the explicit ``threshold``).
+
+    Args:
+        null_scores: best-match scores of unseen images (finite values are used).
+        method: the null's origin; ignored when ``threshold`` is given.
+        quantile: the conformal quantile in (0, 1).
+        threshold: an explicit threshold; its expected false-positive rate is the null's fraction at or above it.
+
+    Raises:
+        UsageError: ``quantile`` outside (0, 1) or a non-finite threshold.
+        InputError: no null score and no explicit threshold.
+    """
+    if not 0.0 < quantile < 1.0:
+        raise UsageError(f"--quantile must be in (0, 1), got {quantile}")
+    null = np.sort(np.asarray(null_scores, dtype=np.float64)[np.isfinite(null_scores)])
+    n = len(null)
+    if threshold is not None:
+        if not math.isfinite(threshold):
+            raise UsageError(f"--threshold must be a finite number, got {threshold}")
+        fpr = float((null >= threshold).sum() + 1) / (n + 1) if n else None
+        return Calibration(CalibrationMethod.EXPLICIT, float(threshold), None, n, fpr)
+    if n == 0:
+        raise InputError(
+            "no null score to calibrate the threshold (holdout empty or every image zero-variance); "
+            "give --holdout with usable images or an explicit --threshold"
+        )
+    rank = min(n, math.ceil((n + 1) * quantile))  # 1-based
+    thr = float(null[rank - 1])
+    # a new exchangeable score exceeds thr when its rank among the n + 1 scores is above every null score <= thr
+    at_or_below = int(np.searchsorted(null, thr, side="right"))
+    fpr = (n + 1 - at_or_below) / (n + 1)
+    return Calibration(method, thr, quantile, n, float(fpr))
+
+
+def describe(scores: np.ndarray) -> dict[str, Any]:
+    """n, mean, sd and quantiles of the finite scores (for summary.json)."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return {"n": 0, "mean": None, "sd": None, "quantiles": {}}
+    qs = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+    return {
+        "n": len(s),
+        "mean": float(s.mean()),
+        "sd": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+        "quantiles": {f"{q:g}": float(np.quantile(s, q)) for q in qs},
+    }
+
+
+@dataclass(frozen=True)
+class TwoSampleTest:
+    """One-sided Mann-Whitney U test: are synthetic->train scores larger than null->train scores?"""
+
+    name: str
+    statistic: float | None
+    p_value: float | None
+    alternative: str
+    interpretation: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "statistic": self.statistic,
+            "p_value": self.p_value,
+            "alternative": self.alternative,
+            "interpretation": self.interpretation,
+        }
+
+
+def compare_to_null(synthetic: np.ndarray, null: np.ndarray, null_name: str, alpha: float = 0.05) -> TwoSampleTest:
+    """Mann-Whitney U test, alternative: synthetic scores stochastically greater than the null's."""
+    from scipy.stats import mannwhitneyu
+
+    a = np.asarray(synthetic, dtype=np.float64)
+    b = np.asarray(null, dtype=np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    name = "mann-whitney-u"
+    if len(a) == 0 or len(b) == 0:
+        return TwoSampleTest(name, None, None, "greater", "not run: a sample is empty")
+    res = mannwhitneyu(a, b, alternative="greater")
+    p = float(res.pvalue)
+    if p < alpha:
+        text = (f"synthetic images are closer to the training data than {null_name} images are "
+                f"(p = {p:.3g} < {alpha}): evidence of memorization")
+    else:
+        text = (f"no evidence that synthetic images are closer to the training data than {null_name} images "
+                f"(p = {p:.3g})")
+    return TwoSampleTest(name, float(res.statistic), p, "greater", text)
