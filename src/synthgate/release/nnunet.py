@@ -121,6 +121,7 @@ def read_nnunet(payload: Path) -> NnunetImages:
     for dst, src in back.items():
         lut[dst] = src
     has_labels = (root / "labelsTr").is_dir()
+    read: list[str] = []
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     shape: tuple[int, ...] | None = None
@@ -151,11 +152,12 @@ def read_nnunet(payload: Path) -> NnunetImages:
         lab = load(root / "labelsTr" / f"{case}.nii.gz") if has_labels else None
         if any(x is None for x in chans) or (has_labels and lab is None):
             continue
+        read.append(case)
         images.append(np.stack([np.asarray(x, dtype=np.float32) for x in chans if x is not None]))
         if lab is not None:
             labels.append(lut[np.asarray(lab, dtype=np.uint8)])
     return NnunetImages(
-        ids=tuple(cases),
+        ids=tuple(read),
         images=np.stack(images) if images else np.zeros((0, n_ch, 0, 0), np.float32),
         labels=(np.stack(labels) if labels else None) if has_labels else None,
         problems=tuple(problems),

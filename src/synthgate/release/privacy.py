@@ -41,10 +41,14 @@ def scan_files(paths: Iterable[Path], private: Collection[str]) -> dict[str, tup
 
 
 def contains_pixels(data: bytes, image: np.ndarray, min_bytes: int = 64) -> bool:
-    """True if a row of ``image``'s float32 pixels occurs verbatim in ``data``."""
-    arr = np.ascontiguousarray(image, dtype="<f4")
-    rows = arr.reshape(-1, arr.shape[-1])
-    for row in rows:
+    """True if a row or a column of a 2D ``image``'s float32 pixels occurs verbatim in ``data``.
+
+    Columns matter because NIfTI stores arrays in Fortran order.
+    """
+    arr = np.asarray(image, dtype="<f4")
+    lines = [*arr, *arr.T]
+    for line in lines:
+        row = np.ascontiguousarray(line)
         b = row.tobytes()
         if len(b) >= min_bytes and row.std() > 0 and b in data:
             return True
