@@ -1,0 +1,261 @@
+"""``train_generator``: the training loop, run directory, checkpoints, loss log, sample grids, resume."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthgate.data.imageset import ImageSet, require_nonempty
+from synthgate.errors import InputError, UsageError
+from synthgate.generators import runs
+from synthgate.generators.config import DiffusionConfig, GeneratorKind, TrainConfig, preset
+from synthgate.generators.grid import save_grid
+from synthgate.generators.runs import DataSpec
+from synthgate.generators.trainers import Trainer, make_trainer
+
+logger = logging.getLogger(__name__)
+
+GRID_SEEDS = tuple(range(8))
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """Reported after every step to the ``progress`` callback."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    images_per_s: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training call did.
+
+    Attributes:
+        run_dir: the run directory.
+        kind: the generator kind.
+        steps: steps completed in the run so far (including steps before a resume).
+        start_step: the step this call started from (0 unless resumed).
+        final_loss: the last step's main loss (diffusion: MSE; stylegan2: generator loss).
+        losses: every loss of the last step.
+        images_per_s: training throughput of this call.
+        elapsed_s: wall time of this call.
+        stopped_by: ``"steps"`` (the config's), ``"max_steps"`` or ``"max_time"``.
+        checkpoint: the latest checkpoint.
+        grids: sample grids written by this call.
+        n_train: images trained on.
+    """
+
+    run_dir: Path
+    kind: GeneratorKind
+    steps: int
+    start_step: int
+    final_loss: float
+    losses: dict[str, float]
+    images_per_s: float
+    elapsed_s: float
+    stopped_by: str
+    checkpoint: Path
+    grids: tuple[Path, ...] = field(default_factory=tuple)
+    n_train: int = 0
+
+
+def _data_spec(data: ImageSet, name: str) -> DataSpec:
+    if data.label_channel is not None and data.label_map is None:
+        raise InputError(
+            f"{name} has a label channel but no label map; ingest it with 'synthgate data ingest'"
+        )
+    _, h, w = data.shape
+    return DataSpec(
+        channels=data.channels,
+        label_channel=data.label_channel,
+        label_map=data.label_map,
+        height=h,
+        width=w,
+        source={k: data.meta[k] for k in ("normalisation", "size", "spacing", "split") if k in data.meta},
+    )
+
+
+def _check_size(cfg: TrainConfig, spec: DataSpec, name: str) -> None:
+    h, w = spec.height, spec.width
+    if isinstance(cfg.model, DiffusionConfig):
+        m = cfg.model.size_multiple
+        if h % m or w % m:
+            raise InputError(
+                f"{name}: images of {h}x{w} but this diffusion U-Net needs sides divisible by {m}; "
+                f"ingest with --size a multiple of {m}"
+            )
+    elif h != w or h < 8 or h & (h - 1):
+        raise InputError(
+            f"{name}: images of {h}x{w} but stylegan2 needs square power-of-two sides >= 8; "
+            "ingest with --size 64"
+        )
+
+
+def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
+    if cfg.max_images is None or cfg.max_images >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.max_images, replace=False))
+
+
+def _prepare_run(out: Path, cfg: TrainConfig, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
+    if resume:
+        run = runs.open_run(out)
+        if run.data.shape != spec.shape or run.data.channels != spec.channels:
+            raise InputError(
+                f"--resume: {out} was trained on {run.data.channels} {run.data.height}x{run.data.width} but "
+                f"the data has {spec.channels} {spec.height}x{spec.width}; resume with the same --data"
+            )
+        return run.config
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(
+                f"{out} already exists; pass --resume to continue it, --overwrite, or another --out"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs.write_json(out / runs.CONFIG, cfg.to_json())
+    runs.write_json(out / runs.DATA, spec.to_json())
+    return cfg
+
+
+def train_generator(
+    kind: GeneratorKind | str,
+    data: ImageSet,
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    device: str = "cpu",
+    max_steps: int | None = None,
+    max_time: float | None = None,
+    resume: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
+
+    Args:
+        kind: ``diffusion`` or ``stylegan2``.
+        data: the training set (images in [0, 1], integer labels in the label channel).
+        out_dir: the run directory.
+        config: the run's configuration (default: the ``tiny`` preset of ``kind``); ignored on resume, where
+            the run's own ``config.json`` applies.
+        device: torch device to train on.
+        max_steps: stop once this many steps (in total, resumed steps included) are done.
+        max_time: stop after this many seconds of this call.
+        resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
+        progress: called after every step.
+        overwrite: replace an existing run directory.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        UsageError: bad kind, config or limits, or ``out_dir`` exists without ``resume``/``overwrite``.
+        InputError: empty data, a size the generator cannot take, or labels outside the label map.
+    """
+    try:
+        kind = GeneratorKind(kind)
+    except ValueError:
+        raise UsageError(f"unknown generator {kind!r}; use one of {', '.join(GeneratorKind)}") from None
+    cfg = config if config is not None else preset(kind)
+    if cfg.kind is not kind:
+        raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
+    if max_steps is not None and max_steps < 1:
+        raise UsageError(f"--max-steps must be >= 1, got {max_steps}")
+    if max_time is not None and max_time <= 0:
+        raise UsageError(f"--max-time must be > 0 seconds, got {max_time}")
+    require_nonempty(data, "the training data")
+    spec = _data_spec(data, "the training data")
+    out = Path(out_dir)
+    cfg = _prepare_run(out, cfg, spec, resume, overwrite)
+    _check_size(cfg, spec, "the training data")
+
+    chosen = _choose(len(data), cfg)
+    x_np = spec.codec.encode(np.asarray(data.images[chosen], dtype=np.float32))
+    x = torch.from_numpy(x_np).to(device)
+    if not resume:
+        runs.write_training_images(
+            out / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen], [data.subjects[i] for i in chosen]
+        )
+        runs.write_json(out / runs.VERSIONS, runs.versions(device))
+    trainer = make_trainer(cfg, spec.shape, device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = 0
+    if resume:
+        state = runs.load_checkpoint(out / runs.CHECKPOINT, device)
+        trainer.load_state_dict(state["trainer"])
+        gen.set_state(state["rng"].cpu())
+        start = int(state["step"])
+        runs.truncate_log(out / runs.LOG, start)
+    total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    logger.info("training %s on %d images from step %d to %d on %s", kind, len(x), start, total, device)
+
+    t0 = time.perf_counter()
+    losses: dict[str, float] = {}
+    grids: list[Path] = []
+    step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
+    while step < total:
+        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen).to(x.device)
+        losses = trainer.step(x[idx], gen, step)
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
+        step += 1
+        elapsed = time.perf_counter() - t0
+        ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
+        if step % cfg.log_every == 0 or step == total:
+            runs.append_log(
+                out / runs.LOG,
+                {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
+            )
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+            _checkpoint(out, trainer, gen, step)
+        if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
+            grids.append(_grid(out, trainer, spec, step))
+        if progress is not None:
+            progress(TrainProgress(step, total, losses, ips, elapsed))
+        if max_time is not None and elapsed >= max_time and step < total:
+            stopped_by = "max_time"
+            break
+    if step > start or not (out / runs.CHECKPOINT).exists():
+        _checkpoint(out, trainer, gen, step)
+        grids.append(_grid(out, trainer, spec, step))
+    elapsed = time.perf_counter() - t0
+    main = "loss" if kind is GeneratorKind.DIFFUSION else "loss_g"
+    return TrainResult(
+        run_dir=out,
+        kind=kind,
+        steps=step,
+        start_step=start,
+        final_loss=losses.get(main, float("nan")),
+        losses=losses,
+        images_per_s=(step - start) * cfg.batch_size / max(elapsed, 1e-9),
+        elapsed_s=elapsed,
+        stopped_by=stopped_by,
+        checkpoint=out / runs.CHECKPOINT,
+        grids=tuple(grids),
+        n_train=len(x),
+    )
+
+
+def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
+    runs.save_checkpoint(
+        out / runs.CHECKPOINT, {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()}
+    )
+
+
+def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:
+    imgs = spec.codec.decode(trainer.sample(GRID_SEEDS).cpu().numpy())
+    return save_grid(
+        out / runs.GRIDS / f"step-{step:06d}.png", imgs, spec.label_channel, spec.codec.label_values
+    )
