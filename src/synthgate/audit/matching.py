@@ -173,7 +173,7 @@ def score_queries(
                                else settings.backend, settings.device, query_groups=groups)
             cands = np.concatenate([cands, dtop.indices], axis=1)
         for j, qi in enumerate(ok):
-            _best_match(out, a + qi, block[qi], top.scores[j, 0], top.indices[j, 0], cands[j], index, settings)
+            _best_match(out, a + int(qi), block[qi], top.scores[j, 0], top.indices[j, 0], cands[j], index, settings)
         if progress is not None:
             progress(min(n, a + settings.query_block), n)
     return SetScores(n_fallback=n_fallback, **out)

@@ -185,7 +185,7 @@ def run_memorization_audit(
     geometric = {Transform.SHIFT, Transform.ROTATE, Transform.ZOOM} & set(config.transforms)
     warps = make_warps(config.rotations if Transform.ROTATE in geometric else (),
                        config.scales if Transform.ZOOM in geometric else ()) if geometric else ()
-    max_shift = int(round(config.max_shift * max(h, w))) if Transform.SHIFT in geometric else 0
+    max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
     settings = MatchSettings(config.k, config.backend, config.device, warps, max_shift, nq)
     logger.info("audit: %d train (blocks of %d), %d synthetic (blocks of %d), %d warps, shifts <= %d px",
                 len(train), nb, len(synthetic), nq, len(warps), max_shift)

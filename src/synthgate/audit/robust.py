@@ -16,8 +16,10 @@ and partial blends; for geometry the audit adds
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -86,24 +88,60 @@ def make_warps(rotations: Sequence[float], scales: Sequence[float]) -> tuple[War
     return tuple(Warp(a, s) for a, s in sorted(grid, key=lambda w: (w != (0.0, 1.0), abs(w[0]), abs(w[1] - 1))))
 
 
-def _warp(x: np.ndarray, warps: Sequence[Warp]) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _grid(warps: tuple[Warp, ...], c: int, h: int, w: int) -> Any:
+    """Sampling grids of the warps (cached: the same grid serves every query of a run)."""
+    import torch
+    import torch.nn.functional as F
+
+    theta = []
+    for wp in warps:
+        a = np.deg2rad(wp.angle_deg)
+        # output(p) = input(A p): undo a rotation by +angle and a zoom by scale
+        co, si = np.cos(a) / wp.scale, np.sin(a) / wp.scale
+        theta.append([[co, -si, 0.0], [si, co, 0.0]])
+    th = torch.tensor(theta, dtype=torch.float32)
+    return F.affine_grid(th, [len(warps), c, h, w], align_corners=False)
+
+
+def _warp(x: np.ndarray, warps: tuple[Warp, ...]) -> np.ndarray:
     """G x C x H x W: ``x`` (C x H x W) resampled by the inverse of each warp (bilinear, zero fill)."""
     import torch
     import torch.nn.functional as F
 
     t = torch.from_numpy(np.array(x, dtype=np.float32))[None]
-    theta = []
-    for w in warps:
-        a = np.deg2rad(w.angle_deg)
-        # output(p) = input(A p): undo a rotation by +angle and a zoom by scale
-        c, s = np.cos(a) / w.scale, np.sin(a) / w.scale
-        theta.append([[c, -s, 0.0], [s, c, 0.0]])
-    th = torch.tensor(theta, dtype=torch.float32)
-    grid = F.affine_grid(th, [len(warps), *t.shape[1:]], align_corners=False)
-    out = F.grid_sample(t.expand(len(warps), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=False)
-    out[0] = t[0] if warps[0].identity else out[0]
-    return out.numpy()
+    out = np.empty((len(warps), *x.shape), dtype=np.float32)
+    rest = [i for i, wp in enumerate(warps) if not wp.identity]
+    for i, wp in enumerate(warps):
+        if wp.identity:
+            out[i] = x
+    if rest:
+        sub = tuple(warps[i] for i in rest)
+        grid = _grid(sub, *x.shape)
+        out[rest] = F.grid_sample(t.expand(len(sub), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                                  align_corners=False).numpy()
+    return out
+
+
+def _spectra(f: np.ndarray, c: int, h: int, w: int) -> Any:
+    import torch
+
+    return torch.fft.rfft2(torch.from_numpy(f.reshape(-1, c, h, w)))
+
+
+def _correlate(fq: Any, qvalid: np.ndarray, fc: Any, cvalid: np.ndarray, h: int, w: int, max_shift: int) -> Any:
+    """G x N x S x S circular cross-correlations (S = 2 max_shift + 1, shift -max_shift first) of spectra."""
+    import torch
+
+    # corr[g, n, d] = sum_c sum_x q_g[c](x) t_n[c](x + d)
+    prod = torch.einsum("gcuv,ncuv->gnuv", fq.conj(), fc)
+    corr = torch.fft.irfft2(prod, s=(h, w))
+    sy, sx = min(max_shift, (h - 1) // 2), min(max_shift, (w - 1) // 2)
+    win = torch.roll(corr, shifts=(sy, sx), dims=(2, 3))[:, :, : 2 * sy + 1, : 2 * sx + 1]
+    ok = torch.from_numpy(qvalid)[:, None] & torch.from_numpy(cvalid)[None, :]
+    if not bool(ok.all()):
+        win = win.masked_fill(~ok[..., None, None], -torch.inf)
+    return win
 
 
 def align(
@@ -113,52 +151,61 @@ def align(
     label_channel: int | None,
     warps: Sequence[Warp],
     max_shift: int,
+    refine: int = 3,
 ) -> Alignment:
-    """Best alignment of one query image with each of its candidate training images.
+    """Best alignment of one query image with its candidate training images.
+
+    Every candidate is searched over shifts at the identity warp; the ``refine`` best are then searched over
+    the whole rotation/zoom grid as well.
 
     Args:
         query: C x H x W synthetic image.
-        candidates: n_c x C x H x W training images (already flipped where the candidate is a flipped entry).
+        candidates: n_c x C x H x W training images (already mirrored where the candidate is a mirror).
         channels, label_channel: as for :func:`~synthgate.audit.features.pearson_features`.
-        warps: rotations/zooms to try (:func:`make_warps`).
+        warps: rotations/zooms to try (:func:`make_warps`; identity first).
         max_shift: largest translation tried, in pixels, along each axis.
+        refine: candidates searched over the full warp grid.
 
     Returns:
-        :class:`Alignment` with one entry (the best over candidates).
+        :class:`Alignment` with one entry (the best over candidates and transforms).
     """
     import torch
 
-    h, w = query.shape[-2:]
-    qw = _warp(query, warps)
-    qf = pearson_features(qw, channels, label_channel)
-    cf = pearson_features(candidates, channels, label_channel)
+    warps = tuple(warps)
     c = len(channels)
-    fq = torch.fft.rfft2(torch.from_numpy(qf.vectors.reshape(len(warps), c, h, w)))
-    fc = torch.fft.rfft2(torch.from_numpy(cf.vectors.reshape(len(candidates), c, h, w)))
-    # corr[g, n, d] = sum_c sum_x q_g[c](x) t_n[c](x + d)
-    prod = (fq.conj()[:, None] * fc[None]).sum(dim=2)
-    corr = torch.fft.irfft2(prod, s=(h, w))
-    ys = np.r_[0 : max_shift + 1, h - max_shift : h] if max_shift > 0 else np.r_[0:1]
-    xs = np.r_[0 : max_shift + 1, w - max_shift : w] if max_shift > 0 else np.r_[0:1]
-    ys, xs = np.unique(ys % h), np.unique(xs % w)
-    win = corr[:, :, ys][:, :, :, xs]
-    valid = torch.from_numpy(qf.valid)[:, None] & torch.from_numpy(cf.valid)[None, :]
-    win = win.masked_fill(~valid[..., None, None], -torch.inf)
-    flat = win.reshape(-1)
-    best = int(torch.argmax(flat))
-    g, n, iy, ix = np.unravel_index(best, win.shape)
-    score = float(flat[best])
+    h, w = query.shape[-2:]
+    cf = pearson_features(candidates, channels, label_channel)
+    fc = _spectra(cf.vectors, c, h, w)
+    q0 = pearson_features(query[None], channels, label_channel)
+    win0 = _correlate(_spectra(q0.vectors, c, h, w), q0.valid, fc, cf.valid, h, w, max_shift)
+    per_cand = win0.flatten(2).amax(dim=2)[0]
+    best_g, best = 0, win0
+    cand_idx = np.arange(len(candidates))
+    if len(warps) > 1 and len(candidates):
+        top = torch.argsort(per_cand, descending=True, stable=True)[:refine].numpy()
+        rest = warps[1:]
+        qw = pearson_features(_warp(query, rest), channels, label_channel)
+        winr = _correlate(_spectra(qw.vectors, c, h, w), qw.valid, fc[torch.from_numpy(top)], cf.valid[top], h, w,
+                          max_shift)
+        if float(winr.max()) > float(win0.max()):
+            best_g, best, cand_idx = 1, winr, top
+    flat = best.reshape(-1)
+    if flat.numel() == 0 or not bool(torch.isfinite(flat.max())):
+        return Alignment(np.array([-np.inf]), np.array([-1]), np.zeros(1), np.ones(1), np.zeros(1, np.int64),
+                         np.zeros(1, np.int64))
+    i = int(torch.argmax(flat))
+    g, n, iy, ix = np.unravel_index(i, best.shape)
+    wp = warps[0] if best_g == 0 else warps[1 + g]
     # corr peaks at d where t(x + d) = q(x): the synthetic is the training image moved by -d
-    dy = int(ys[iy]) if ys[iy] <= h // 2 else int(ys[iy]) - h
-    dx = int(xs[ix]) if xs[ix] <= w // 2 else int(xs[ix]) - w
-    ok = np.isfinite(score)
+    dy = int(iy) - min(max_shift, (h - 1) // 2)
+    dx = int(ix) - min(max_shift, (w - 1) // 2)
     return Alignment(
-        score=np.array([score if ok else -np.inf]),
-        candidate=np.array([int(n) if ok else -1]),
-        angle_deg=np.array([-warps[g].angle_deg if ok else 0.0]),
-        scale=np.array([warps[g].scale if ok else 1.0]),
-        shift_y=np.array([-dy if ok else 0]),
-        shift_x=np.array([-dx if ok else 0]),
+        score=np.array([float(flat[i])]),
+        candidate=np.array([int(cand_idx[n])]),
+        angle_deg=np.array([0.0 - wp.angle_deg + 0.0]),
+        scale=np.array([wp.scale]),
+        shift_y=np.array([-dy]),
+        shift_x=np.array([-dx]),
     )
 
 

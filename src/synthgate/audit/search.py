@@ -125,7 +125,7 @@ def _block_candidates(
         s = s.astype(np.float64)
         gi = block.start + rows[i]
     else:
-        assert isinstance(tq, torch.Tensor)  # noqa: S101  (built by search_topk)
+        assert isinstance(tq, torch.Tensor)  # built by search_topk
         dtype = tq.dtype
         b = torch.from_numpy(block.vectors).to(device=device, dtype=dtype)
         st = (tq @ b.T).float()
