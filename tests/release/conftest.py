@@ -61,8 +61,15 @@ def make_synthetic(train: ImageSet, n: int = 24, seed: int = 2) -> ImageSet:
         label_map=BRATS2021,
         seeds=np.arange(100, 100 + n),
         sources=("diffusion",) * n,
-        meta={"spacing": [1.2, 0.8], "generator": {"kind": "diffusion", "run_dir": "/private/runs/x",
-                                                   "checkpoint_sha256": "sha256:abc", "seed": 7}},
+        meta={
+            "spacing": [1.2, 0.8],
+            "generator": {
+                "kind": "diffusion",
+                "run_dir": "/private/runs/x",
+                "checkpoint_sha256": "sha256:abc",
+                "seed": 7,
+            },
+        },
     )
 
 
@@ -101,26 +108,42 @@ def write_audit(
         w.writerow(["synthetic_id", "train_id", "train_subject", "score", "flagged", "transform"])
         for i, sid in enumerate(synthetic.ids):
             j = int(arg[i])
-            w.writerow([sid, train.ids[j], train.subjects[j], f"{scores[i]:.6f}", str(bool(flagged[i])).lower(),
-                        "identity"])
+            w.writerow(
+                [sid, train.ids[j], train.subjects[j], f"{scores[i]:.6f}", str(bool(flagged[i])).lower(), "identity"]
+            )
     leaked = {train.subjects[int(arg[i])] for i in range(len(synthetic)) if flagged[i]}
     n_sub = len(train.subject_ids)
     summary: dict[str, Any] = {
         "synthgate_version": "0.1.0",
         "created": "2026-11-27T00:00:00+00:00",
-        "counts": {"synthetic": len(synthetic), "train": len(train), "holdout": 6, "train_subjects": n_sub,
-                   "flagged": int(flagged.sum()), "zero_variance": 0},
+        "counts": {
+            "synthetic": len(synthetic),
+            "train": len(train),
+            "holdout": 6,
+            "train_subjects": n_sub,
+            "flagged": int(flagged.sum()),
+            "zero_variance": 0,
+        },
         "fraction_flagged": float(flagged.mean()),
         "threshold": threshold,
         "calibration": {"method": method, "quantile": 0.999, "n_null": 6, "expected_false_positive_rate": 0.001},
         "subjects_leaked": {"count": len(leaked), "fraction": len(leaked) / n_sub, "total": n_sub},
         "distributions": {
-            "synthetic_to_train": {"n": len(synthetic), "mean": float(scores.mean()), "sd": float(scores.std()),
-                                   "quantiles": {"0.5": float(np.median(scores)), "0.99": float(scores.max())}},
+            "synthetic_to_train": {
+                "n": len(synthetic),
+                "mean": float(scores.mean()),
+                "sd": float(scores.std()),
+                "quantiles": {"0.5": float(np.median(scores)), "0.99": float(scores.max())},
+            },
             "holdout_to_train": {"n": 6, "mean": 0.1, "sd": 0.05, "quantiles": {"0.5": 0.1, "0.99": 0.2}},
         },
-        "test": {"name": "mann-whitney", "statistic": 1.0, "p_value": 0.5, "alternative": "greater",
-                 "interpretation": "no evidence"},
+        "test": {
+            "name": "mann-whitney",
+            "statistic": 1.0,
+            "p_value": 0.5,
+            "alternative": "greater",
+            "interpretation": "no evidence",
+        },
         "settings": {"train_path": "/secret/BraTS2021_01000", "transforms": ["identity", "hflip"]},
         "versions": {"synthgate": "0.1.0"},
     }
@@ -135,12 +158,25 @@ def write_utility(out: Path, ratio: dict[str, float | None] | None = None, fragm
     real = {"WT": 0.8, "TC": 0.7, "ET": 0.6}
     syn = {k: (None if ratio.get(k) is None else real[k] * ratio[k]) for k in real}  # type: ignore[operator]
     data = {
-        "synthgate_version": "0.1.0", "created": "2026-11-27T00:00:00+00:00", "net": "unet", "seeds": [0],
-        "epochs": 2, "config": {}, "versions": {}, "regions": ["WT", "TC", "ET"],
-        "modes": {"real": {"mean": real, "sd": real, "per_seed": [], "per_subject": [
-            {"seed": 0, "subject": "BraTS2021_02001", "WT": 0.8, "TC": 0.7, "ET": 0.6}]},
-                  "synthetic": {"mean": syn, "sd": syn, "per_seed": [], "per_subject": []}},
-        "ratio": ratio, "mixed_ratio": {"WT": None, "TC": None, "ET": None},
+        "synthgate_version": "0.1.0",
+        "created": "2026-11-27T00:00:00+00:00",
+        "net": "unet",
+        "seeds": [0],
+        "epochs": 2,
+        "config": {},
+        "versions": {},
+        "regions": ["WT", "TC", "ET"],
+        "modes": {
+            "real": {
+                "mean": real,
+                "sd": real,
+                "per_seed": [],
+                "per_subject": [{"seed": 0, "subject": "BraTS2021_02001", "WT": 0.8, "TC": 0.7, "ET": 0.6}],
+            },
+            "synthetic": {"mean": syn, "sd": syn, "per_seed": [], "per_subject": []},
+        },
+        "ratio": ratio,
+        "mixed_ratio": {"WT": None, "TC": None, "ET": None},
     }
     (out / "utility.json").write_text(json.dumps(data, indent=2))
     if fragment is not None:

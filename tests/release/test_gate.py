@@ -39,8 +39,9 @@ def test_pass_removes_the_flagged_copy(tmp_path: Path, sets: tuple[ImageSet, Ima
 def test_refuses_without_holdout_calibration(tmp_path: Path, sets: tuple[ImageSet, ImageSet]) -> None:
     d = _gate(tmp_path, sets, ReleasePolicy(), method="train-subject-disjoint")
     assert not d.released and _failed(d) == {"holdout_calibration"}
-    assert _gate(tmp_path / "b", sets, ReleasePolicy(require_holdout_calibration=False),
-                 method="train-subject-disjoint").released
+    assert _gate(
+        tmp_path / "b", sets, ReleasePolicy(require_holdout_calibration=False), method="train-subject-disjoint"
+    ).released
 
 
 def test_refuses_when_too_many_flagged_before_removal(tmp_path: Path, sets: tuple[ImageSet, ImageSet]) -> None:
@@ -94,11 +95,22 @@ def test_licence_warns_or_refuses(tmp_path: Path, sets: tuple[ImageSet, ImageSet
 
 
 def test_refusal_lists_every_failure(tmp_path: Path, sets: tuple[ImageSet, ImageSet]) -> None:
-    d = _gate(tmp_path, sets, ReleasePolicy(max_fraction_flagged_before_removal=0.0, min_images=100,
-                                            min_utility_ratio={"WT": 0.95, "TC": 0.8, "ET": 0.8}),
-              method="explicit")
-    assert _failed(d) == {"holdout_calibration", "fraction_flagged_before_removal", "images_released",
-                          "utility_ratio_WT"}
+    d = _gate(
+        tmp_path,
+        sets,
+        ReleasePolicy(
+            max_fraction_flagged_before_removal=0.0,
+            min_images=100,
+            min_utility_ratio={"WT": 0.95, "TC": 0.8, "ET": 0.8},
+        ),
+        method="explicit",
+    )
+    assert _failed(d) == {
+        "holdout_calibration",
+        "fraction_flagged_before_removal",
+        "images_released",
+        "utility_ratio_WT",
+    }
 
 
 def test_margin_removal_matches_brute_force(tmp_path: Path, sets: tuple[ImageSet, ImageSet]) -> None:
@@ -121,8 +133,9 @@ def test_zero_variance_images_are_removed(tmp_path: Path, sets: tuple[ImageSet, 
     (audit_dir / "matches.csv").write_text("\n".join(text) + "\n")
     d = evaluate_gate(syn.ids, read_audit(audit_dir), read_utility(write_utility(tmp_path / "u")), ReleasePolicy())
     assert d.removed_zero_variance == 1 and 0 not in d.keep
-    d = evaluate_gate(syn.ids, read_audit(audit_dir), read_utility(tmp_path / "u"),
-                      ReleasePolicy(remove_zero_variance=False))
+    d = evaluate_gate(
+        syn.ids, read_audit(audit_dir), read_utility(tmp_path / "u"), ReleasePolicy(remove_zero_variance=False)
+    )
     assert d.removed_zero_variance == 0 and 0 in d.keep
 
 

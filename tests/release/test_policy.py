@@ -26,7 +26,7 @@ def test_template_is_the_defaults(tmp_path: Path) -> None:
 def test_values_are_read(tmp_path: Path) -> None:
     p = tmp_path / "p.toml"
     p.write_text(
-        '[memorization]\nremoval_margin = 0.05\nmax_fraction_flagged_before_removal = 1\n'
+        "[memorization]\nremoval_margin = 0.05\nmax_fraction_flagged_before_removal = 1\n"
         '[utility]\nmin_ratio = { ET = 0.5 }\n[access]\ngated = "off"\n'
     )
     pol = load_policy(p)

@@ -58,9 +58,8 @@ def policy(
     if init is not None:
         write_policy_template(init, overwrite=overwrite)
         err.print(f"wrote {init}; edit it and pass it to 'synthgate release build --policy {init}'")
-        return
-    assert check is not None
-    print_json(load_policy(check).to_json())
+    elif check is not None:
+        print_json(load_policy(check).to_json())
 
 
 @app.command("build")

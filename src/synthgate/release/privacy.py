@@ -40,16 +40,25 @@ def scan_files(paths: Iterable[Path], private: Collection[str]) -> dict[str, tup
     return hits
 
 
-def contains_pixels(data: bytes, image: np.ndarray, min_bytes: int = 64) -> bool:
-    """True if a row or a column of a 2D ``image``'s float32 pixels occurs verbatim in ``data``.
+def pixel_lines(images: np.ndarray, min_bytes: int = 64) -> dict[int, set[bytes]]:
+    """Rows and columns (float32 bytes) of every 2D image in ``images`` (... x H x W), by length.
 
-    Columns matter because NIfTI stores arrays in Fortran order.
+    Constant lines are left out: they match any blank region by chance.
     """
-    arr = np.asarray(image, dtype="<f4")
-    lines = [*arr, *arr.T]
-    for line in lines:
-        row = np.ascontiguousarray(line)
-        b = row.tobytes()
-        if len(b) >= min_bytes and row.std() > 0 and b in data:
-            return True
+    arr = np.asarray(images, dtype="<f4")
+    arr = arr.reshape(-1, *arr.shape[-2:])
+    out: dict[int, set[bytes]] = {}
+    for img in arr:
+        for line in (*img, *img.T):
+            if line.std() > 0 and line.nbytes >= min_bytes:
+                out.setdefault(line.nbytes, set()).add(np.ascontiguousarray(line).tobytes())
+    return out
+
+
+def find_pixel_lines(data: bytes, lines: dict[int, set[bytes]]) -> bool:
+    """True if any of ``lines`` (see :func:`pixel_lines`) occurs in ``data`` at any byte offset."""
+    for length, wanted in lines.items():
+        for off in range(len(data) - length + 1):
+            if data[off : off + length] in wanted:
+                return True
     return False
