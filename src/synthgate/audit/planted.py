@@ -90,13 +90,13 @@ def plant_copies(train: ImageSet, n_per_kind: int, kinds: Sequence[CopyKind | st
         the training row each copy was made from).
     """
     rng = np.random.default_rng(seed)
-    kinds = [CopyKind(k) for k in kinds]
-    rows = rng.choice(len(train), size=(len(kinds), n_per_kind), replace=len(train) < n_per_kind)
+    kinds_ = [CopyKind(k) for k in kinds]
+    rows = rng.choice(len(train), size=(len(kinds_), n_per_kind), replace=len(train) < n_per_kind)
     partners = rng.choice(len(train), size=rows.shape)
     src = read_rows(train, rows.ravel())
     oth = read_rows(train, partners.ravel())
     out, ids, sources = [], [], []
-    for j, kind in enumerate(kinds):
+    for j, kind in enumerate(kinds_):
         for i in range(n_per_kind):
             f = j * n_per_kind + i
             out.append(make_copy(src[f], kind, rng, other=oth[f], label=train.label_channel))
