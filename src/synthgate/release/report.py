@@ -117,6 +117,9 @@ def _score_plot(audit: AuditInputs) -> str | None:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+_DIST_NAMES = {"synthetic_to_train": "synthetic → train", "holdout_to_train": "holdout → train"}
+
+
 def _table(rows: list[list[str]], head: list[str]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
@@ -124,6 +127,8 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
 
 
 def _num(x: Any, nd: int = 4) -> str:
+    if x is None:
+        return "n/a"
     return f"{x:.{nd}f}" if isinstance(x, int | float) and not isinstance(x, bool) else html.escape(str(x))
 
 
@@ -156,7 +161,7 @@ def report_html(
         q = _quantiles(d)
         qs = ", ".join(f"q{k:g}: {v:.3f}" for k, v in q.items())
         drows.append(
-            [e(name.replace("_", " → ")), _num(d.get("n"), 0), _num(d.get("mean")), _num(d.get("sd")), e(qs)]
+            [e(_DIST_NAMES.get(name, name)), _num(d.get("n"), 0), _num(d.get("mean")), _num(d.get("sd")), e(qs)]
         )
     dist = _table(drows, ["scores", "n", "mean", "sd", "quantiles"])
     test = mem.get("test") or {}
