@@ -39,3 +39,27 @@ def make_set(n: int = 8, size: int = 16, channels: int = 3, seed: int = 0) -> Im
 @pytest.fixture
 def tiny_set() -> ImageSet:
     return make_set()
+
+
+def tiny_config(kind: str, steps: int = 6, **overrides: object) -> object:
+    """A very small model of ``kind`` for 16 px tests (seconds on a CPU)."""
+    from dataclasses import replace
+
+    from synthgate.generators import DiffusionConfig, StyleGAN2Config, TrainConfig
+
+    model: DiffusionConfig | StyleGAN2Config
+    if kind == "diffusion":
+        model = DiffusionConfig(
+            channels=(8, 16),
+            attention_levels=(False, True),
+            norm_groups=4,
+            head_channels=8,
+            timesteps=100,
+            sample_steps=5,
+        )
+    else:
+        model = StyleGAN2Config(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16, r1_every=2)
+    cfg = TrainConfig(
+        kind=kind, model=model, steps=steps, batch_size=4, lr=2e-3, grid_every=0, checkpoint_every=0, log_every=1
+    )
+    return replace(cfg, **overrides)

@@ -24,9 +24,7 @@ def translate(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> to
     dy = torch.randint(-sh, sh + 1, (n,), generator=gen).tolist()
     dx = torch.randint(-sw, sw + 1, (n,), generator=gen).tolist()
     padded = F.pad(x, (sw, sw, sh, sh), value=-1.0)
-    return torch.stack(
-        [padded[i, :, sh - dy[i] : sh - dy[i] + h, sw - dx[i] : sw - dx[i] + w] for i in range(n)]
-    )
+    return torch.stack([padded[i, :, sh - dy[i] : sh - dy[i] + h, sw - dx[i] : sw - dx[i] + w] for i in range(n)])
 
 
 def cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:

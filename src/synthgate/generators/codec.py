@@ -29,9 +29,7 @@ class ChannelCodec:
 
     def __post_init__(self) -> None:
         if self.label_channel is not None and len(self.label_values) < 2:
-            raise InputError(
-                f"the label channel needs at least 2 label values, got {list(self.label_values)}"
-            )
+            raise InputError(f"the label channel needs at least 2 label values, got {list(self.label_values)}")
         if list(self.label_values) != sorted(set(self.label_values)):
             raise InputError(f"label values must be sorted and distinct, got {list(self.label_values)}")
 
@@ -67,9 +65,7 @@ class ChannelCodec:
         out = np.clip((x + 1.0) / 2.0, 0.0, 1.0)
         if self.label_channel is not None:
             k = len(self.label_values)
-            idx = np.clip(np.rint((x[:, self.label_channel] + 1.0) / 2.0 * (k - 1)), 0, k - 1).astype(
-                np.int64
-            )
+            idx = np.clip(np.rint((x[:, self.label_channel] + 1.0) / 2.0 * (k - 1)), 0, k - 1).astype(np.int64)
             out[:, self.label_channel] = np.asarray(self.label_values, dtype=np.float32)[idx]
         return out
 
@@ -78,6 +74,4 @@ class ChannelCodec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChannelCodec:
-        return cls(
-            label_channel=data["label_channel"], label_values=tuple(int(v) for v in data["label_values"])
-        )
+        return cls(label_channel=data["label_channel"], label_values=tuple(int(v) for v in data["label_values"]))

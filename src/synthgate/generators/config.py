@@ -107,9 +107,7 @@ class DiffusionConfig:
         for name in ("num_res_blocks", "head_channels", "timesteps", "sample_steps"):
             _positive(name, getattr(self, name))
         if self.sample_steps > self.timesteps:
-            raise UsageError(
-                f"diffusion config: sample_steps {self.sample_steps} exceeds timesteps {self.timesteps}"
-            )
+            raise UsageError(f"diffusion config: sample_steps {self.sample_steps} exceeds timesteps {self.timesteps}")
         if not 0.0 <= self.eta <= 1.0:
             raise UsageError(f"diffusion config: eta must be in [0, 1], got {self.eta}")
 

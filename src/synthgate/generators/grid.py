@@ -40,9 +40,7 @@ def grid_image(
     return out
 
 
-def save_grid(
-    path: Path, images: np.ndarray, label_channel: int | None, label_values: tuple[int, ...]
-) -> Path:
+def save_grid(path: Path, images: np.ndarray, label_channel: int | None, label_values: tuple[int, ...]) -> Path:
     """Write :func:`grid_image` as a PNG (atomically) and return the path."""
     import io
 

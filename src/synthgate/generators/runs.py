@@ -68,9 +68,7 @@ class DataSpec:
 
     @property
     def codec(self) -> ChannelCodec:
-        values = (
-            self.label_map.values if self.label_map is not None and self.label_channel is not None else ()
-        )
+        values = self.label_map.values if self.label_map is not None and self.label_channel is not None else ()
         return ChannelCodec(self.label_channel, tuple(values))
 
     @property
@@ -149,9 +147,7 @@ def load_checkpoint(path: Path, device: str) -> dict[str, Any]:
     try:
         state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise InputError(
-            f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); retrain or restore it"
-        ) from None
+        raise InputError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); retrain or restore it") from None
     return state
 
 
@@ -190,7 +186,5 @@ def truncate_log(path: Path, step: int) -> None:
     """Drop log lines after ``step`` (a resumed run rewrites them)."""
     if not path.is_file():
         return
-    keep = [
-        ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step
-    ]
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))

@@ -122,9 +122,7 @@ class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, w_dim: int, layers: int, w_avg_beta: float = 0.995):
         super().__init__()
         dims = [z_dim] + [w_dim] * layers
-        self.net = nn.Sequential(
-            *[EqualLinear(a, b, lr_mul=0.01, act=True) for a, b in itertools.pairwise(dims)]
-        )
+        self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=0.01, act=True) for a, b in itertools.pairwise(dims)])
         self.w_avg: torch.Tensor
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.w_avg_beta = w_avg_beta
@@ -167,9 +165,7 @@ class Generator(nn.Module):
     def noise_shapes(self) -> list[tuple[int, int, int]]:
         """Shape (1 x r x r) of the noise input of every modulated 3x3 layer, in order."""
         return [
-            (1, r, r)
-            for r, pair in zip(self.resolutions, self.convs, strict=True)
-            for _ in cast(nn.ModuleList, pair)
+            (1, r, r) for r, pair in zip(self.resolutions, self.convs, strict=True) for _ in cast(nn.ModuleList, pair)
         ]
 
     def draw_noise(self, n: int, gen: torch.Generator | None, device: torch.device) -> list[torch.Tensor]:
@@ -197,11 +193,7 @@ class Generator(nn.Module):
                 x = layer(x, w, noise[k])
                 k += 1
             y = to_rgb(x, w)
-            img = (
-                y
-                if img is None
-                else F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + y
-            )
+            img = y if img is None else F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + y
         assert img is not None
         return img
 

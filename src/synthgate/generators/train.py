@@ -73,9 +73,7 @@ class TrainResult:
 
 def _data_spec(data: ImageSet, name: str) -> DataSpec:
     if data.label_channel is not None and data.label_map is None:
-        raise InputError(
-            f"{name} has a label channel but no label map; ingest it with 'synthgate data ingest'"
-        )
+        raise InputError(f"{name} has a label channel but no label map; ingest it with 'synthgate data ingest'")
     _, h, w = data.shape
     return DataSpec(
         channels=data.channels,
@@ -98,8 +96,7 @@ def _check_size(cfg: TrainConfig, spec: DataSpec, name: str) -> None:
             )
     elif h != w or h < 8 or h & (h - 1):
         raise InputError(
-            f"{name}: images of {h}x{w} but stylegan2 needs square power-of-two sides >= 8; "
-            "ingest with --size 64"
+            f"{name}: images of {h}x{w} but stylegan2 needs square power-of-two sides >= 8; ingest with --size 64"
         )
 
 
@@ -120,9 +117,7 @@ def _prepare_run(out: Path, cfg: TrainConfig, spec: DataSpec, resume: bool, over
         return run.config
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise UsageError(
-                f"{out} already exists; pass --resume to continue it, --overwrite, or another --out"
-            )
+            raise UsageError(f"{out} already exists; pass --resume to continue it, --overwrite, or another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     runs.write_json(out / runs.CONFIG, cfg.to_json())
@@ -178,8 +173,9 @@ def train_generator(
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
+    if not resume:
+        _check_size(cfg, spec, "the training data")
     cfg = _prepare_run(out, cfg, spec, resume, overwrite)
-    _check_size(cfg, spec, "the training data")
 
     chosen = _choose(len(data), cfg)
     x_np = spec.codec.encode(np.asarray(data.images[chosen], dtype=np.float32))
@@ -249,13 +245,9 @@ def train_generator(
 
 
 def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
-    runs.save_checkpoint(
-        out / runs.CHECKPOINT, {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()}
-    )
+    runs.save_checkpoint(out / runs.CHECKPOINT, {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()})
 
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:
     imgs = spec.codec.decode(trainer.sample(GRID_SEEDS).cpu().numpy())
-    return save_grid(
-        out / runs.GRIDS / f"step-{step:06d}.png", imgs, spec.label_channel, spec.codec.label_values
-    )
+    return save_grid(out / runs.GRIDS / f"step-{step:06d}.png", imgs, spec.label_channel, spec.codec.label_values)

@@ -209,9 +209,7 @@ class StyleGAN2Trainer(_Base):
 Trainer = DiffusionTrainer | StyleGAN2Trainer
 
 
-def make_trainer(
-    cfg: TrainConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu"
-) -> Trainer:
+def make_trainer(cfg: TrainConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu") -> Trainer:
     """The trainer of ``cfg.kind``."""
     if cfg.kind is GeneratorKind.DIFFUSION:
         return DiffusionTrainer(cfg, shape, device)

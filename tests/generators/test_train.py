@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from tests.generators.conftest import make_set, tiny_config
+
+from synthgate.data.store import read_store, write_store
+from synthgate.errors import InputError, UsageError
+from synthgate.generators import GeneratorKind, runs, sample_generator, train_generator
+
+
+def _log(run_dir):
+    return [json.loads(ln) for ln in (run_dir / runs.LOG).read_text().splitlines()]
+
+
+def _state(run_dir):
+    return torch.load(run_dir / runs.CHECKPOINT, weights_only=True)
+
+
+def _assert_same_state(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same_state(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_state(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def test_diffusion_loss_falls_on_a_learnable_set(tmp_path):
+    data = make_set(n=4, size=16)
+    result = train_generator("diffusion", data, tmp_path / "run", tiny_config("diffusion", steps=40, lr=5e-3))
+    losses = [r["loss"] for r in _log(tmp_path / "run")]
+    assert len(losses) == 40 and result.steps == 40 and result.stopped_by == "steps"
+    assert np.mean(losses[-8:]) < 0.6 * np.mean(losses[:8])
+    assert result.final_loss == pytest.approx(losses[-1])
+    for name in (runs.CONFIG, runs.DATA, runs.VERSIONS, runs.TRAIN_IMAGES, runs.CHECKPOINT):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert result.grids and result.grids[-1].is_file()
+
+
+@pytest.mark.parametrize("kind", list(GeneratorKind))
+def test_resume_gives_the_same_state_as_training_straight_through(tmp_path, kind):
+    data = make_set(n=6, size=16)
+    cfg = tiny_config(kind, steps=4)
+    straight = train_generator(kind, data, tmp_path / "a", cfg)
+    first = train_generator(kind, data, tmp_path / "b", cfg, max_steps=2)
+    assert first.steps == 2 and first.stopped_by == "max_steps"
+    resumed = train_generator(kind, data, tmp_path / "b", None, resume=True)
+    assert resumed.start_step == 2 and resumed.steps == 4
+    _assert_same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
+    assert _log(tmp_path / "a") == [
+        {**r, "images_per_s": a["images_per_s"], "elapsed_s": a["elapsed_s"]}
+        for r, a in zip(_log(tmp_path / "b"), _log(tmp_path / "a"), strict=True)
+    ]
+    assert straight.losses == resumed.losses
+
+
+@pytest.mark.parametrize("kind", list(GeneratorKind))
+def test_sampling_is_deterministic_and_labels_are_valid(tmp_path, kind):
+    data = make_set(n=4, size=16)
+    run = train_generator(kind, data, tmp_path / "run", tiny_config(kind, steps=2)).run_dir
+    a = sample_generator(run, 5, seed=7, batch_size=2)
+    b = sample_generator(run, 5, seed=7, batch_size=5)
+    c = sample_generator(run, 5, seed=8)
+    np.testing.assert_allclose(a.images, b.images, atol=1e-5)
+    np.testing.assert_array_equal(a.seeds, b.seeds)
+    assert not np.array_equal(a.seeds, c.seeds) and np.abs(a.images - c.images).max() > 1e-3
+    # any one image regenerates from its own seed
+    one = sample_generator(run, 1, seeds=[int(a.seeds[3])])
+    np.testing.assert_allclose(one.images[0], a.images[3], atol=1e-5)
+    assert set(np.unique(a.images[:, a.label_channel]).tolist()) <= {0.0, 1.0, 2.0, 4.0}
+    img = np.delete(a.images, a.label_channel, axis=1)
+    assert img.min() >= 0 and img.max() <= 1
+    assert a.ids[3] == "syn-000003" and set(a.subjects) == {"synthetic"} and set(a.sources) == {str(kind)}
+    assert a.channels == data.channels and a.label_map == data.label_map
+    stored = read_store(write_store(a, tmp_path / "syn"))
+    np.testing.assert_array_equal(stored.seeds, a.seeds)
+    assert stored.meta["generator"]["kind"] == str(kind)
+
+
+def test_max_images_trains_on_a_seeded_subset(tmp_path):
+    data = make_set(n=10, size=16)
+    r = train_generator("diffusion", data, tmp_path / "run", tiny_config("diffusion", steps=1, max_images=3))
+    lines = (tmp_path / "run" / runs.TRAIN_IMAGES).read_text().splitlines()
+    assert r.n_train == 3 and len(lines) == 4 and lines[0] == "id,subject"
+    assert {ln.split(",")[0] for ln in lines[1:]} <= set(data.ids)
+
+
+def test_max_time_stops_early(tmp_path):
+    r = train_generator(
+        "diffusion", make_set(n=4, size=16), tmp_path / "run", tiny_config("diffusion", steps=1000), max_time=1e-6
+    )
+    assert r.stopped_by == "max_time" and r.steps == 1
+    assert _state(tmp_path / "run")["step"] == 1
+
+
+def test_input_and_usage_errors(tmp_path):
+    data = make_set(n=2, size=12)
+    with pytest.raises(InputError, match="power-of-two"):
+        train_generator("stylegan2", data, tmp_path / "g", tiny_config("stylegan2"))
+    assert not (tmp_path / "g").exists()  # nothing written for invalid input
+    with pytest.raises(InputError, match="divisible by 2"):
+        train_generator("diffusion", make_set(n=2, size=9), tmp_path / "d", tiny_config("diffusion"))
+    ok = make_set(n=2, size=16)
+    train_generator("diffusion", ok, tmp_path / "run", tiny_config("diffusion", steps=1))
+    with pytest.raises(UsageError, match="already exists"):
+        train_generator("diffusion", ok, tmp_path / "run", tiny_config("diffusion", steps=1))
+    with pytest.raises(UsageError, match="config is for"):
+        train_generator("stylegan2", ok, tmp_path / "x", tiny_config("diffusion"))
+    with pytest.raises(InputError, match="resume with the same"):
+        train_generator("diffusion", make_set(n=2, size=32), tmp_path / "run", resume=True)
+    with pytest.raises(InputError, match="is missing"):
+        sample_generator(tmp_path, 2)
+    with pytest.raises(UsageError, match="--n"):
+        sample_generator(tmp_path / "run", 0)
+    bad = replace(ok, images=np.where(ok.images == 4, 3, ok.images).astype(np.float32))
+    with pytest.raises(InputError, match="outside the label map"):
+        train_generator("diffusion", bad, tmp_path / "bad", tiny_config("diffusion"))
