@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from synthgate.audit.calibration import CalibrationMethod, calibrate, compare_to_null, describe
+from synthgate.errors import InputError, UsageError
+
+HOLDOUT = CalibrationMethod.HOLDOUT_QUANTILE
+
+
+def test_threshold_is_conformal_order_statistic() -> None:
+    null = np.random.default_rng(0).uniform(size=199)
+    cal = calibrate(null, HOLDOUT, 0.95)
+    rank = math.ceil(200 * 0.95)  # 190th smallest
+    assert cal.threshold == np.sort(null)[rank - 1]
+    assert cal.expected_false_positive_rate == pytest.approx((200 - rank) / 200)
+    assert cal.n_null == 199 and cal.method is HOLDOUT
+
+
+def test_expected_false_positive_rate_matches_simulation() -> None:
+    rng = np.random.default_rng(1)
+    hits = []
+    for _ in range(400):
+        cal = calibrate(rng.normal(size=99), HOLDOUT, 0.9)
+        hits.append(float(np.mean(rng.normal(size=200) >= cal.threshold)))
+    expected = calibrate(rng.normal(size=99), HOLDOUT, 0.9).expected_false_positive_rate
+    assert expected == pytest.approx(0.1)
+    assert abs(np.mean(hits) - expected) < 0.01
+
+
+def test_small_null_uses_maximum_and_reports_its_rate() -> None:
+    null = np.array([0.2, 0.5, 0.4, np.nan])
+    cal = calibrate(null, HOLDOUT, 0.99)
+    assert cal.threshold == 0.5 and cal.n_null == 3
+    assert cal.expected_false_positive_rate == pytest.approx(1 / 4)
+
+
+def test_explicit_threshold() -> None:
+    cal = calibrate(np.array([0.1, 0.9, 0.95]), HOLDOUT, 0.99, threshold=0.9)
+    assert cal.method is CalibrationMethod.EXPLICIT and cal.threshold == 0.9 and cal.quantile is None
+    assert cal.expected_false_positive_rate == pytest.approx(3 / 4)
+    assert calibrate(np.array([]), HOLDOUT, 0.99, threshold=0.9).expected_false_positive_rate is None
+
+
+def test_errors() -> None:
+    with pytest.raises(InputError, match="no null score"):
+        calibrate(np.array([np.nan]), HOLDOUT, 0.99)
+    with pytest.raises(UsageError, match="--quantile"):
+        calibrate(np.array([0.5]), HOLDOUT, 1.0)
+
+
+def test_two_sample_test_direction() -> None:
+    rng = np.random.default_rng(2)
+    null = rng.normal(0.8, 0.02, 100)
+    closer = compare_to_null(rng.normal(0.9, 0.02, 50), null, "holdout")
+    same = compare_to_null(rng.normal(0.8, 0.02, 50), null, "holdout")
+    assert closer.p_value is not None and closer.p_value < 1e-6 and "evidence of memorization" in closer.interpretation
+    assert same.p_value is not None and same.p_value > 0.01 and "no evidence" in same.interpretation
+    assert compare_to_null(np.array([]), null, "holdout").p_value is None
+
+
+def test_describe() -> None:
+    d = describe(np.array([1.0, 2.0, 3.0, np.nan]))
+    assert d["n"] == 3 and d["mean"] == 2.0 and d["sd"] == 1.0 and d["quantiles"]["0.5"] == 2.0
+    assert describe(np.array([np.nan]))["n"] == 0

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from synthgate.audit.blocks import iter_image_blocks, read_rows
+from synthgate.audit.memorization import (
+    MemorizationConfig,
+    Transform,
+    plan_blocks,
+    run_memorization_audit,
+)
+from synthgate.audit.planted import CopyKind, plant_copies
+from synthgate.audit.search import Backend
+from synthgate.data.imageset import ImageSet
+from synthgate.data.store import read_store, write_store
+from synthgate.errors import InputError, UsageError
+
+from .conftest import blob_images, make_set
+
+
+def concat(a: ImageSet, b: ImageSet) -> ImageSet:
+    return replace(a, images=np.concatenate([a.images, b.images]), ids=a.ids + b.ids,
+                   subjects=a.subjects + b.subjects, sources=None)
+
+
+@pytest.mark.slow
+def test_every_copy_kind_is_flagged_and_unseen_images_are_not(
+    train_set: ImageSet, holdout_set: ImageSet, unseen_set: ImageSet
+) -> None:
+    copies, rows = plant_copies(train_set, 1, seed=0)
+    synthetic = concat(unseen_set, copies)
+    res = run_memorization_audit(train_set, synthetic, holdout_set, MemorizationConfig())
+    n = len(unseen_set)
+    kinds = [str(k) for k in CopyKind]
+    assert dict(zip(kinds, res.flagged[n:].tolist(), strict=True)) == dict.fromkeys(kinds, True)
+    assert not res.flagged[:n].any()
+    np.testing.assert_array_equal(res.synthetic.train_row[n:], rows)  # the right source image
+    t = res.synthetic.transforms
+    assert t[n + kinds.index("identity")] == "identity"
+    assert t[n + kinds.index("hflip")] == "hflip"
+    assert "shift" in t[n + kinds.index("shift")]
+    assert "rotate" in t[n + kinds.index("rotate")]
+    assert res.calibration.method == "holdout-quantile" and res.calibration.n_null == len(holdout_set)
+    assert res.counts["flagged"] == len(copies)
+    assert set(res.leaked_subjects) == {train_set.subjects[r] for r in rows}
+    assert res.test.p_value is not None and res.test.p_value < 0.05
+
+
+def test_pixel_only_search_misses_shifted_copies(train_set: ImageSet, holdout_set: ImageSet) -> None:
+    copies, rows = plant_copies(train_set, 2, kinds=[CopyKind.SHIFT, CopyKind.HFLIP], seed=3)
+    res = run_memorization_audit(train_set, copies, holdout_set, MemorizationConfig(transforms=()))
+    # pixel Pearson is exact: scores equal the brute-force top-1 of the un-mirrored training set
+    assert set(res.synthetic.transforms) == {"identity"}
+    robust = run_memorization_audit(train_set, copies, holdout_set, MemorizationConfig())
+    assert robust.flagged.all()
+    assert (robust.synthetic.score >= res.synthetic.score - 1e-6).all()
+    assert not res.flagged.all()
+
+
+def test_scores_are_the_exact_pixel_top1_without_transforms(train_set: ImageSet, unseen_set: ImageSet) -> None:
+    from synthgate.audit.features import pearson_reference
+
+    res = run_memorization_audit(train_set, unseen_set, None, MemorizationConfig(transforms=(), threshold=0.9))
+    ch = train_set.image_channels
+    for i in range(len(unseen_set)):
+        ref = [pearson_reference(unseen_set.images[i], train_set.images[j], ch) for j in range(len(train_set))]
+        assert res.synthetic.train_row[i] == int(np.argmax(ref))
+        assert res.synthetic.score[i] == pytest.approx(max(ref), abs=1e-5)
+        top = res.synthetic.topk_scores[i]
+        np.testing.assert_allclose(top, np.sort(ref)[::-1][:5], atol=1e-5)
+
+
+def test_subject_disjoint_null_without_holdout(train_set: ImageSet) -> None:
+    copies, _ = plant_copies(train_set, 2, kinds=[CopyKind.IDENTITY, CopyKind.NOISE], seed=1)
+    res = run_memorization_audit(train_set, copies, None, MemorizationConfig(transforms=(Transform.HFLIP,)))
+    assert res.calibration.method == "train-subject-disjoint"
+    assert res.calibration.n_null == len(train_set)
+    assert res.null_name == "train (other subjects)"
+    # the null never matched an image of its own subject
+    own = [train_set.subjects[int(r)] for r in res.null.train_row]
+    assert all(o != s for o, s in zip(own, train_set.subjects, strict=True))
+    assert res.flagged.all()
+
+
+def test_one_subject_without_holdout_needs_a_threshold(unseen_set: ImageSet) -> None:
+    one = replace(unseen_set, subjects=("s",) * len(unseen_set))
+    with pytest.raises(InputError, match="one subject"):
+        run_memorization_audit(one, unseen_set, None, MemorizationConfig(transforms=()))
+    res = run_memorization_audit(one, unseen_set, None, MemorizationConfig(transforms=(), threshold=0.99))
+    assert res.calibration.method == "explicit" and res.flagged.all()
+
+
+def test_zero_variance_synthetic_is_its_own_category(train_set: ImageSet, holdout_set: ImageSet) -> None:
+    syn = make_set(blob_images(3, seed=9), "sy")
+    images = syn.images.copy()
+    images[1, 0] = 0.0  # blank image channel
+    images[2, :2] = 0.0  # blank image
+    syn = replace(syn, images=images)
+    res = run_memorization_audit(train_set, syn, holdout_set, MemorizationConfig(transforms=()))
+    assert res.synthetic.valid.tolist() == [True, False, False]
+    assert res.counts["zero_variance"] == 2
+    assert np.isnan(res.synthetic.score[1:]).all() and not res.flagged[1:].any()
+    assert res.synthetic.transforms[1:] == ["zero-variance", "zero-variance"]
+
+
+def test_zero_variance_training_images_are_never_matched(train_set: ImageSet, holdout_set: ImageSet) -> None:
+    images = train_set.images.copy()
+    images[3, :2] = 0.0
+    tr = replace(train_set, images=images)
+    syn = make_set(images[3:4].copy(), "sy")  # the blank image itself
+    syn2 = make_set(train_set.images[5:6].copy(), "sz")
+    res = run_memorization_audit(tr, concat(syn, syn2), holdout_set, MemorizationConfig(transforms=()))
+    assert not res.synthetic.valid[0]
+    assert res.synthetic.train_row[1] == 5
+    assert 3 not in res.synthetic.topk_rows[1]
+
+
+@pytest.mark.parametrize("where", ["--synthetic", "--train", "--holdout"])
+def test_nan_inputs_are_refused(train_set: ImageSet, holdout_set: ImageSet, unseen_set: ImageSet, where: str) -> None:
+    sets = {"--train": train_set, "--synthetic": unseen_set, "--holdout": holdout_set}
+    bad = sets[where].images.copy()
+    bad[1, 0, 4, 4] = np.nan
+    sets[where] = replace(sets[where], images=bad)
+    with pytest.raises(InputError, match=f"{where}: image .*NaN"):
+        run_memorization_audit(sets["--train"], sets["--synthetic"], sets["--holdout"],
+                               MemorizationConfig(transforms=()))
+
+
+def test_empty_and_mismatched_sets_are_refused(train_set: ImageSet, unseen_set: ImageSet) -> None:
+    with pytest.raises(InputError, match="--synthetic is empty"):
+        run_memorization_audit(train_set, unseen_set.subset([]), None, MemorizationConfig())
+    with pytest.raises(InputError, match="--train is empty"):
+        run_memorization_audit(train_set.subset([]), unseen_set, None, MemorizationConfig())
+    two = make_set(blob_images(4, channels=1, seed=5), "x")
+    with pytest.raises(InputError, match="channels"):
+        run_memorization_audit(train_set, two, None, MemorizationConfig())
+    small = make_set(blob_images(4, size=16, seed=5), "y")
+    with pytest.raises(InputError, match="--holdout"):
+        run_memorization_audit(train_set, unseen_set, small, MemorizationConfig())
+
+
+def test_config_validation() -> None:
+    with pytest.raises(UsageError, match="--k"):
+        MemorizationConfig(k=0)
+    with pytest.raises(UsageError, match="--quantile"):
+        MemorizationConfig(quantile=1.5)
+    with pytest.raises(UsageError, match="--threshold"):
+        MemorizationConfig(threshold=2.0)
+    with pytest.raises(UsageError, match="--max-memory"):
+        MemorizationConfig(max_memory=1000)
+    with pytest.raises(ValueError):
+        MemorizationConfig(transforms=("warp",))  # type: ignore[arg-type]
+    assert MemorizationConfig(backend="bf16").backend is Backend.BF16  # type: ignore[arg-type]
+
+
+def test_backends_and_block_sizes_agree(tmp_path, train_set: ImageSet, holdout_set: ImageSet,  # type: ignore[no-untyped-def]
+                                        unseen_set: ImageSet) -> None:
+    store = read_store(write_store(train_set, tmp_path / "train"))
+    assert isinstance(store.images, np.memmap)
+    ref = run_memorization_audit(train_set, unseen_set, holdout_set, MemorizationConfig(transforms=(Transform.HFLIP,)))
+    for backend in Backend:
+        # 16 MB budget -> small blocks; the memory-mapped store streams through plain reads
+        res = run_memorization_audit(store, unseen_set, holdout_set, MemorizationConfig(
+            transforms=(Transform.HFLIP,), backend=backend, max_memory=16 << 20))
+        np.testing.assert_array_equal(res.synthetic.topk_rows, ref.synthetic.topk_rows)
+        np.testing.assert_array_equal(res.synthetic.topk_flip, ref.synthetic.topk_flip)
+        np.testing.assert_array_equal(res.synthetic.score, ref.synthetic.score)
+
+
+def test_plan_blocks_respects_budget() -> None:
+    d = 5 * 64 * 64
+    nb, nq = plan_blocks(64 << 20, 5, d, 64 * 64, flips=True)
+    per_train = 4 * 5 * 4096 + 16 * d + 24 * d
+    assert nb * per_train <= 0.4 * (64 << 20) and nb >= 1 and nq >= 1
+    assert nq * 2 * nb * 8 <= 0.2 * (64 << 20)
+    big_nb, _ = plan_blocks(1 << 30, 5, d, 64 * 64, flips=True)
+    assert big_nb > nb
+
+
+def test_block_reader_matches_memory_map(tmp_path, train_set: ImageSet) -> None:  # type: ignore[no-untyped-def]
+    store = read_store(write_store(train_set, tmp_path / "s", dtype="float16"))
+    blocks = list(iter_image_blocks(store, 5))
+    assert [s for s, _ in blocks] == list(range(0, 24, 5))
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), np.asarray(store.images, np.float32))
+    np.testing.assert_array_equal(read_rows(store, [7, 2, 7]), np.asarray(store.images[[7, 2, 7]], np.float32))
+    assert blocks[0][1].dtype == np.float32

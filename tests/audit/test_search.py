@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from synthgate.audit.search import (
+    Backend,
+    DbBlock,
+    brute_force_topk,
+    error_bound,
+    exact_dot,
+    search_topk,
+)
+from synthgate.errors import UsageError
+
+
+def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def make_db(db: np.ndarray, block: int, valid: np.ndarray | None = None, groups: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+    def database() -> Iterator[DbBlock]:
+        for s in range(0, len(db), block):
+            yield DbBlock(
+                s, db[s : s + block],
+                None if valid is None else valid[s : s + block],
+                None if groups is None else groups[s : s + block],
+            )
+
+    return database
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    db = unit(rng, 700, 96)
+    db[300] = db[20]  # exact duplicates: ties must go to the lowest index
+    db[650] = db[20]
+    q = unit(rng, 40, 96)
+    q[0] = db[20]
+    q[1] = 0.6 * db[5] + 0.4 * db[6]
+    return q, db
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+@pytest.mark.parametrize("block", [64, 700])
+def test_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], backend: Backend, block: int) -> None:
+    q, db = data
+    database = make_db(db, block)
+    ref_s, ref_i = brute_force_topk(q, database, 6)
+    top = search_topk(q, database, 6, backend)
+    np.testing.assert_array_equal(top.indices, ref_i)
+    np.testing.assert_array_equal(top.scores, ref_s)
+    assert top.indices[0, :3].tolist() == [20, 300, 650]
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_groups_and_invalid_rows_are_never_returned(data: tuple[np.ndarray, np.ndarray], backend: Backend) -> None:
+    q, db = data
+    groups = np.arange(len(db)) // 50
+    valid = np.ones(len(db), bool)
+    valid[300] = False
+    qg = np.arange(len(q)) % 14
+    qg[0] = 0  # query 0 = db[20], group 0: its copies 20 (group 0) excluded, 300 invalid, 650 allowed
+    database = make_db(db, 128, valid, groups)
+    ref_s, ref_i = brute_force_topk(q, database, 5, qg)
+    top = search_topk(q, database, 5, backend, query_groups=qg)
+    np.testing.assert_array_equal(top.indices, ref_i)
+    assert top.indices[0, 0] == 650
+    assert not np.isin(top.indices, [300]).any()
+    assert (groups[top.indices] != qg[:, None]).all()
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_fewer_items_than_k(backend: Backend) -> None:
+    rng = np.random.default_rng(1)
+    db = unit(rng, 3, 16)
+    q = unit(rng, 2, 16)
+    valid = np.array([True, False, True])
+    top = search_topk(q, make_db(db, 2, valid), 4, backend)
+    assert (top.indices[:, 2:] == -1).all() and np.isneginf(top.scores[:, 2:]).all()
+    assert set(top.indices[0, :2].tolist()) == {0, 2}
+
+
+def test_bf16_fallback_keeps_exactness() -> None:
+    # near-duplicates closer than the bf16 error bound with no padding force the exhaustive fallback
+    rng = np.random.default_rng(2)
+    base = unit(rng, 1, 256)
+    db = base + 1e-4 * rng.standard_normal((200, 256)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    q = base.repeat(3, 0)
+    database = make_db(db, 50)
+    ref_s, ref_i = brute_force_topk(q, database, 5)
+    top = search_topk(q, database, 5, Backend.BF16, pad=0)
+    assert top.n_fallback == 3
+    np.testing.assert_array_equal(top.indices, ref_i)
+
+
+def test_error_bound_holds_for_bf16_and_fp32() -> None:
+    rng = np.random.default_rng(3)
+    d = 512
+    q, db = unit(rng, 30, d), unit(rng, 200, d)
+    exact = np.stack([exact_dot(np.broadcast_to(x, db.shape), db) for x in q])
+    qb = torch.from_numpy(q).bfloat16()
+    approx = (qb @ torch.from_numpy(db).bfloat16().T).float().numpy()
+    q_err = np.linalg.norm(q.astype(np.float64) - qb.float().numpy(), axis=1)
+    db_err = float(np.linalg.norm(db.astype(np.float64) - torch.from_numpy(db).bfloat16().float().numpy(), axis=1).max())
+    b = error_bound(Backend.BF16, d, np.linalg.norm(q, axis=1), 1.0 + 1e-6, q_err, db_err)
+    gap = np.abs(approx - exact)
+    assert (gap <= b[:, None]).all()
+    assert gap.max() > 1e-4  # bf16 really is approximate: the bound is doing work
+    b32 = error_bound(Backend.TORCH, d, np.linalg.norm(q, axis=1), 1.0 + 1e-6)
+    assert (np.abs(q @ db.T - exact) <= b32[:, None]).all()
+
+
+def test_bad_arguments() -> None:
+    rng = np.random.default_rng(4)
+    db = unit(rng, 5, 8)
+    with pytest.raises(UsageError, match="k must be"):
+        search_topk(db, make_db(db, 5), 0)
+    with pytest.raises(UsageError, match="backend"):
+        search_topk(db, make_db(db, 5), 2, "gpu-magic")
