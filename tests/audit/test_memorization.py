@@ -50,7 +50,7 @@ def test_every_copy_kind_is_flagged_and_unseen_images_are_not(
 
 
 def test_pixel_only_search_misses_shifted_copies(train_set: ImageSet, holdout_set: ImageSet) -> None:
-    copies, rows = plant_copies(train_set, 2, kinds=[CopyKind.SHIFT, CopyKind.HFLIP], seed=3)
+    copies, _rows = plant_copies(train_set, 2, kinds=[CopyKind.SHIFT, CopyKind.HFLIP], seed=3)
     res = run_memorization_audit(train_set, copies, holdout_set, MemorizationConfig(transforms=()))
     # pixel Pearson is exact: scores equal the brute-force top-1 of the un-mirrored training set
     assert set(res.synthetic.transforms) == {"identity"}

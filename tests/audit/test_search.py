@@ -67,7 +67,7 @@ def test_groups_and_invalid_rows_are_never_returned(data: tuple[np.ndarray, np.n
     qg = np.arange(len(q)) % 14
     qg[0] = 0  # query 0 = db[20], group 0: its copies 20 (group 0) excluded, 300 invalid, 650 allowed
     database = make_db(db, 128, valid, groups)
-    ref_s, ref_i = brute_force_topk(q, database, 5, qg)
+    _ref_s, ref_i = brute_force_topk(q, database, 5, qg)
     top = search_topk(q, database, 5, backend, query_groups=qg)
     np.testing.assert_array_equal(top.indices, ref_i)
     assert top.indices[0, 0] == 650
@@ -94,7 +94,7 @@ def test_bf16_fallback_keeps_exactness() -> None:
     db /= np.linalg.norm(db, axis=1, keepdims=True)
     q = base.repeat(3, 0)
     database = make_db(db, 50)
-    ref_s, ref_i = brute_force_topk(q, database, 5)
+    _ref_s, ref_i = brute_force_topk(q, database, 5)
     top = search_topk(q, database, 5, Backend.BF16, pad=0)
     assert top.n_fallback == 3
     np.testing.assert_array_equal(top.indices, ref_i)
