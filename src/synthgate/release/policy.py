@@ -203,10 +203,12 @@ def load_policy(path: str | os.PathLike[str]) -> ReleasePolicy:
     return policy_from_mapping(data, where=str(p))
 
 
-def policy_template() -> str:
-    """The default policy as a commented TOML file."""
-    d = ReleasePolicy()
-    return f'''# synthgate release policy. Every key is optional; the values below are the defaults.
+def policy_template(policy: ReleasePolicy | None = None) -> str:
+    """``policy`` (default: the defaults) as a commented TOML file."""
+    d = policy or ReleasePolicy()
+    ratio = ", ".join(f"{k} = {v}" for k, v in d.min_utility_ratio.items())
+    return f'''# synthgate release policy. Every key is optional; a missing key takes its default
+# ('synthgate release policy --init FILE' writes the defaults).
 
 [memorization]
 # Largest fraction of flagged images (score >= the audit threshold) left in the release, after removal.
@@ -232,7 +234,7 @@ min_images = {d.min_images}
 # A utility audit must exist and give a synthetic/real Dice ratio for every region.
 require_utility = {str(d.require_utility).lower()}
 # Smallest synthetic/real mean Dice ratio per BraTS region (whole tumour, tumour core, enhancing tumour).
-min_ratio = {{ WT = 0.8, TC = 0.8, ET = 0.8 }}
+min_ratio = {{ {ratio} }}
 
 [licence]
 # SPDX-style ids (lower case, as Hugging Face writes them).
@@ -249,10 +251,12 @@ dataset_name = "{d.dataset_name}"
 '''
 
 
-def write_policy_template(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def write_policy_template(
+    path: str | os.PathLike[str], overwrite: bool = False, policy: ReleasePolicy | None = None
+) -> Path:
     """Write :func:`policy_template` to ``path`` atomically; refuses an existing file without ``overwrite``."""
     p = Path(path)
     if p.exists() and not overwrite:
         raise UsageError(f"{p} already exists; choose another path or pass --overwrite")
-    atomic_write_text(p, policy_template())
+    atomic_write_text(p, policy_template(policy))
     return p
