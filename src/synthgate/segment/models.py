@@ -72,7 +72,7 @@ def build_model(net: Net | str, in_channels: int, out_channels: int, width: int 
             channels=(width, 2 * width, 4 * width, 8 * width, 16 * width),
             strides=(2, 2, 2, 2),
             num_res_units=2,
-            norm="instance",
+            norm="batch",
         )
     from monai.networks.nets import SwinUNETR
 

@@ -49,9 +49,9 @@ class TrainConfig:
     """
 
     net: Net = Net.UNET
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 2e-3
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     width: int = 16
     val_fraction: float = 0.15
@@ -186,7 +186,7 @@ def train_segmenter(
         UsageError: the images do not fit the network.
     """
     import torch
-    from monai.losses import DiceCELoss
+    from monai.losses import DiceLoss
 
     check_size(config.net, *data.size)
     rng = np.random.default_rng(seed)
@@ -198,7 +198,14 @@ def train_segmenter(
     tr, va, kind = split_validation(tuple(subjects[i] for i in pool), config.val_fraction, rng)
     train_idx, val_idx = pool[tr], pool[va]
     model = build_model(config.net, data.in_channels, 3, config.width).to(device)
-    loss_fn = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    # Dice (over the batch: tumours are sparse and many slices are empty) + binary CE per region. Not MONAI's
+    # DiceCELoss: with more than one output channel it applies a softmax CE even when sigmoid=True.
+    dice_loss = DiceLoss(sigmoid=True, batch=True)
+    bce_loss = torch.nn.BCEWithLogitsLoss()
+
+    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice_loss(logits, target) + bce_loss(logits, target)
+
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     sched = torch.optim.lr_scheduler.PolynomialLR(

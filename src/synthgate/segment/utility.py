@@ -82,9 +82,9 @@ class UtilityConfig:
         if preset is Preset.QUICK:
             train = TrainConfig(
                 net=net,
-                epochs=10,
-                batch_size=16,
-                lr=2e-3 if net is Net.UNET else 5e-4,
+                epochs=20,
+                batch_size=8,
+                lr=5e-3 if net is Net.UNET else 5e-4,
                 width=16 if net is Net.UNET else 12,
             )
             seeds: tuple[int, ...] = (0,)
