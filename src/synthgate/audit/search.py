@@ -69,8 +69,20 @@ class TopK:
 
 
 def exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise float64 inner products of two n x d arrays (deterministic: equal rows give equal scores)."""
-    return (np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)).sum(axis=1)
+    """Row-wise inner products of two n x d arrays, products and sums in float64.
+
+    The exact score of the search (fp32 products are exact in float64); equal rows give equal scores, which
+    makes ties, and their resolution to the lowest index, reproducible.
+    """
+    return np.einsum("ij,ij->i", a, b, dtype=np.float64)
+
+
+def _norm_upper(x: np.ndarray) -> np.ndarray:
+    """Upper bounds on the Euclidean norms of the rows of a float32 array (fp32 arithmetic, inflated by its
+    worst-case rounding error)."""
+    d = x.shape[1]
+    gamma = (d + 2) * U_FP32 / (1.0 - (d + 2) * U_FP32)
+    return np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32).astype(np.float64) * (1.0 + gamma)) * (1 + 1e-7)
 
 
 def error_bound(backend: Backend, d: int, q_norm: np.ndarray, db_norm_max: float,
@@ -85,9 +97,10 @@ def error_bound(backend: Backend, d: int, q_norm: np.ndarray, db_norm_max: float
     gamma = d * U_FP32 / (1.0 - d * U_FP32)
     if backend is Backend.BF16:
         assert q_round_err is not None
-        return q_round_err * db_norm_max + q_norm * db_round_err_max + q_norm * db_norm_max * (
-            gamma + U_BF16 * (1.0 + gamma)
-        ) * (1.0 + 1e-6)
+        q_t = q_norm + q_round_err  # |q~| <= |q| + |e_q|
+        b_t = db_norm_max + db_round_err_max
+        return (q_round_err * db_norm_max + q_t * db_round_err_max
+                + q_t * b_t * (gamma + U_BF16 * (1.0 + gamma))) * (1.0 + 1e-6)
     return gamma * q_norm * db_norm_max * (1.0 + 1e-6)
 
 
@@ -104,7 +117,7 @@ def _mask(block: DbBlock, query_groups: np.ndarray | None) -> np.ndarray | None:
 
 def _block_candidates(
     q: np.ndarray, block: DbBlock, kf: int, backend: Backend, device: str,
-    query_groups: np.ndarray | None, tq: object,
+    query_groups: np.ndarray | None, tq: object, tb: object = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate top-``kf`` of one block: (scores n_q x kf', global indices, largest unkept score per query)."""
     import torch
@@ -116,7 +129,7 @@ def _block_candidates(
 
         rows = np.arange(nb) if mask is None else np.flatnonzero(mask[0])
         index = faiss.IndexFlatIP(q.shape[1])
-        index.add(np.ascontiguousarray(block.vectors[rows]))
+        index.add(np.ascontiguousarray(block.vectors if mask is None else block.vectors[rows]))
         kk = min(kf + 1, len(rows))
         if kk == 0:
             empty = np.empty((len(q), 0))
@@ -126,8 +139,7 @@ def _block_candidates(
         gi = block.start + rows[i]
     else:
         assert isinstance(tq, torch.Tensor)  # built by search_topk
-        dtype = tq.dtype
-        b = torch.from_numpy(block.vectors).to(device=device, dtype=dtype)
+        b = tb if isinstance(tb, torch.Tensor) else torch.from_numpy(block.vectors).to(device=device, dtype=tq.dtype)
         st = (tq @ b.T).float()
         if mask is not None:
             st.masked_fill_(~torch.from_numpy(np.array(mask)).to(st.device), -torch.inf)
@@ -201,7 +213,7 @@ def search_topk(
         tq = torch.from_numpy(q).to(device)
         if backend is Backend.BF16:
             tq = tq.to(torch.bfloat16)
-            q_round_err = np.linalg.norm(q.astype(np.float64) - tq.float().cpu().numpy(), axis=1)
+            q_round_err = _norm_upper(q - tq.float().cpu().numpy())
     cand_s = np.empty((nq, 0))
     cand_i = np.empty((nq, 0), dtype=np.int64)
     unkept = np.full(nq, -np.inf)
@@ -212,26 +224,38 @@ def search_topk(
         if len(block.vectors) == 0:
             continue
         n_db = max(n_db, block.start + len(block.vectors))
-        v = block.vectors.astype(np.float64)
-        db_norm_max = max(db_norm_max, float(np.sqrt((v * v).sum(axis=1)).max()))
+        db_norm_max = max(db_norm_max, float(_norm_upper(block.vectors).max()))
+        tb = None
         if backend is Backend.BF16:
-            vr = torch.from_numpy(block.vectors).to(torch.bfloat16).float().numpy()
-            db_round_err_max = max(db_round_err_max, float(np.linalg.norm(v - vr, axis=1).max()))
-        s, i, u = _block_candidates(q, block, kf, backend, device, query_groups, tq)
+            tb = torch.from_numpy(block.vectors).to(torch.bfloat16)
+            # x - bf16(x) is exact in fp32
+            err = block.vectors - tb.float().numpy()
+            db_round_err_max = max(db_round_err_max, float(_norm_upper(err).max()))
+            del err
+            tb = tb.to(device)
+        s, i, u = _block_candidates(q, block, kf, backend, device, query_groups, tq, tb)
         cand_s, cand_i, dropped = _merge(np.concatenate([cand_s, s], 1), np.concatenate([cand_i, i], 1), kf)
         unkept = np.maximum(unkept, np.maximum(u, dropped))
+    q_norm = _norm_upper(q)
+    bound = error_bound(backend, d, q_norm, db_norm_max, q_round_err, db_round_err_max)
+    # a candidate whose best possible score is below the k-th best worst-case score cannot be in the top-k:
+    # only the others need the exact (float64) score
+    order = np.argsort(-cand_s, axis=1, kind="stable")
+    cand_s = np.take_along_axis(cand_s, order, axis=1)
+    cand_i = np.take_along_axis(cand_i, order, axis=1)
+    if cand_s.shape[1] >= k:
+        floor = cand_s[:, k - 1] - 2.0 * bound
+        cand_i = np.where(cand_s >= floor[:, None], cand_i, -1)
     exact = _rescore(q, database, cand_i)
-    order = np.lexsort((np.where(cand_i < 0, np.iinfo(np.int64).max, cand_i), -exact), axis=-1) if nq else None
-    if order is not None:
-        exact = np.take_along_axis(exact, order, axis=1)
-        cand_i = np.take_along_axis(cand_i, order, axis=1)
+    key = np.where(cand_i < 0, np.iinfo(np.int64).max, cand_i)
+    order = np.lexsort((key, -exact), axis=-1)
+    exact = np.take_along_axis(exact, order, axis=1)
+    cand_i = np.take_along_axis(cand_i, order, axis=1)
     scores = np.full((nq, k), -np.inf)
     indices = np.full((nq, k), -1, dtype=np.int64)
     kk = min(k, cand_i.shape[1])
     scores[:, :kk] = exact[:, :kk]
     indices[:, :kk] = cand_i[:, :kk]
-    q_norm = np.linalg.norm(q.astype(np.float64), axis=1)
-    bound = error_bound(backend, d, q_norm, db_norm_max, q_round_err, db_round_err_max)
     kth = scores[:, k - 1]
     # an unkept item could belong to the top-k when its best possible score reaches the k-th exact score
     fallback = np.flatnonzero(np.isfinite(unkept) & (unkept + bound >= kth))
@@ -251,7 +275,7 @@ def _rescore(q: np.ndarray, database: Database, cand_i: np.ndarray, chunk_bytes:
     qrow = np.repeat(np.arange(len(q)), cand_i.shape[1])
     order = np.argsort(flat, kind="stable")
     sorted_i = flat[order]
-    chunk = max(1, chunk_bytes // (16 * q.shape[1]))
+    chunk = max(1, chunk_bytes // (8 * q.shape[1]))
     out = exact.ravel()
     for block in database():
         lo = np.searchsorted(sorted_i, block.start)
@@ -277,7 +301,7 @@ def brute_force_topk(
         nb = len(block.vectors)
         s = np.empty((len(q), nb))
         for j in range(nb):
-            s[:, j] = exact_dot(q, np.broadcast_to(block.vectors[j], q.shape))
+            s[:, j] = exact_dot(q, np.ascontiguousarray(np.broadcast_to(block.vectors[j], q.shape)))
         mask = _mask(block, query_groups)
         if mask is not None:
             s = np.where(mask, s, -np.inf)
