@@ -83,7 +83,7 @@ def search_benchmark(args: argparse.Namespace) -> None:
           f"({c}x{h}x{w}); block {block}; k={args.k}; {faiss.omp_get_max_threads()} threads")
     t_np, _ = timed(lambda: q @ db.T, args.repeat)
     print(f"numpy sgemm                 {t_np:8.2f} s  {flop / t_np / 1e9:7.1f} GFLOP/s")
-    t_fx, (fs, fi) = timed(lambda: _faiss_flat(q, db, args.k), args.repeat)  # type: ignore[misc]
+    t_fx, (_fs, fi) = timed(lambda: _faiss_flat(q, db, args.k), args.repeat)  # type: ignore[misc]
     print(f"faiss IndexFlatIP (fp32)    {t_fx:8.2f} s  {flop / t_fx / 1e9:7.1f} GFLOP/s  "
           f"ratio to sgemm {t_np / t_fx:.2f}")
     results = {}
