@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import BRATS2021, LabelMap
+from synthgate.segment.train import TrainConfig
+from synthgate.segment.utility import UtilityConfig
 
 
 def make_tumour_set(
@@ -63,3 +65,24 @@ def make_tumour_set(
 @pytest.fixture
 def tumour_set() -> Callable[..., ImageSet]:
     return make_tumour_set
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared CPU, oversubscribed threads make these tiny runs many times slower.
+
+    Module scope, so it is in place before the module-scoped fixtures that train, and restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def separable_config(**overrides: object) -> UtilityConfig:
+    """Settings that learn the trivially separable sets in seconds."""
+    train = {"epochs": 25, "batch_size": 4, "width": 8, "lr": 1e-2, "augment": False}
+    top = {k: overrides.pop(k) for k in ("seeds", "mode") if k in overrides}
+    train.update(overrides)
+    return UtilityConfig(train=TrainConfig(**train), **top)  # type: ignore[arg-type]

@@ -23,17 +23,18 @@ class Net(StrEnum):
     SWINUNETR = "swinunetr"
 
 
-#: SwinUNETR downsamples five times: height and width must be multiples of this.
+#: SwinUNETR downsamples five times: height and width must be multiples of this (and >= 64: its deepest
+#: instance norm needs more than one pixel).
 SWIN_DIVISOR = 32
 
 
 def check_size(net: Net | str, height: int, width: int) -> None:
     """Raise :class:`UsageError` if ``net`` cannot take ``height`` x ``width`` images."""
     net = Net(net)
-    if net is Net.SWINUNETR and (height % SWIN_DIVISOR or width % SWIN_DIVISOR):
+    if net is Net.SWINUNETR and (height % SWIN_DIVISOR or width % SWIN_DIVISOR or min(height, width) < 64):
         raise UsageError(
-            f"--net swinunetr needs images whose height and width are multiples of {SWIN_DIVISOR}, got "
-            f"{height}x{width}; ingest with --size 64/128/256 or use --net unet"
+            f"--net swinunetr needs images of at least 64x64 whose height and width are multiples of "
+            f"{SWIN_DIVISOR}, got {height}x{width}; ingest with --size 64/128/256 or use --net unet"
         )
     if net is Net.UNET and (height % 16 or width % 16):
         raise UsageError(
