@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--write-synthetic", type=Path, default=None,
+                    help="also write the synthetic set as a slice store (to run the CLI on it)")
     args = ap.parse_args()
     train = load_set(args.ingested / "train")
     holdout = load_set(args.ingested / "holdout")
@@ -43,6 +45,10 @@ def main() -> None:
         slice_index=None, seeds=None,
         sources=("unseen",) * len(unseen) + tuple(copies.sources or ()),
     )
+    if args.write_synthetic is not None:
+        from synthgate.data.store import write_store
+
+        write_store(synthetic, args.write_synthetic, overwrite=True)
     t0 = time.perf_counter()
     result = run_memorization_audit(train, synthetic, holdout, MemorizationConfig(seed=args.seed))
     elapsed = time.perf_counter() - t0

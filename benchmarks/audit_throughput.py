@@ -135,9 +135,10 @@ def memory_benchmark(args: argparse.Namespace) -> None:
 
         big = store("train", args.train, 0)
         tiny = store("tiny", 64, 2)
+        hold = store("hold", 64, 3)
         syn = store("syn", args.synthetic, 1)
         size_mb = (big / "images.npy").stat().st_size / 2**20
-        common = ["--synthetic", str(syn), "--threshold", "0.99", "--transforms", "hflip",
+        common = ["--synthetic", str(syn), "--holdout", str(hold), "--transforms", "hflip",
                   "--max-memory", args.max_memory]
         base, _ = peak_rss_mb([exe, "audit", "memorization", "--train", str(tiny), "--out", str(root / "o1"),
                                *common])
