@@ -69,7 +69,7 @@ def test_accumulator_matches_restacked_volumes() -> None:
     true = rng.random((n, 3, size, size)) < 0.1
     pred = true ^ (rng.random((n, 3, size, size)) < 0.05)
     true[[i for i, s in enumerate(subjects) if s == "s0"], 2] = False  # a subject without ET
-    acc = DiceAccumulator(sorted(set(subjects)) + ["unused"])
+    acc = DiceAccumulator([*sorted(set(subjects)), "unused"])
     for start in range(0, n, 7):  # uneven batches
         acc.update(pred[start : start + 7], true[start : start + 7], subjects[start : start + 7])
     got = {d.subject: d for d in acc.result()}

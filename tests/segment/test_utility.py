@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import make_tumour_set, separable_config
 
+from conftest import make_tumour_set, separable_config
 from synthgate.data.labels import BRATS2013
 from synthgate.errors import InputError, UsageError
 from synthgate.segment.report import fragment_html, table_rows, utility_json, write_utility_outputs
@@ -62,8 +62,19 @@ def test_all_modes_bookkeeping(all_modes) -> None:  # type: ignore[no-untyped-de
 def test_outputs_follow_the_contract_and_hide_real_ids(all_modes, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = write_utility_outputs(all_modes, tmp_path / "u")
     doc = json.loads((out / "utility.json").read_text())
-    for key in ("synthgate_version", "created", "net", "seeds", "epochs", "config", "versions", "regions", "modes",
-                "ratio", "mixed_ratio"):
+    for key in (
+        "synthgate_version",
+        "created",
+        "net",
+        "seeds",
+        "epochs",
+        "config",
+        "versions",
+        "regions",
+        "modes",
+        "ratio",
+        "mixed_ratio",
+    ):
         assert key in doc, key
     assert doc["seeds"] == [0, 1] and doc["regions"] == ["WT", "TC", "ET"] and doc["net"] == "unet"
     real = doc["modes"]["real"]

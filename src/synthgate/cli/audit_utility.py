@@ -25,9 +25,13 @@ def utility(
     preset: Preset = typer.Option(
         Preset.QUICK, "--preset", help="quick: 2 CPUs at 64 px; study: a GPU at 256 px (100 epochs, 3 seeds)."
     ),
-    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Runs per mode, seeds 0..N-1 (default: from --preset)."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", min=1, help="Runs per mode, seeds 0..N-1 (default: from --preset)."
+    ),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (default: from --preset)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Slices per step (default: from --preset)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Slices per step (default: from --preset)."
+    ),
     lr: float | None = typer.Option(None, "--lr", help="Peak AdamW learning rate (default: from --preset)."),
     max_slices: int | None = typer.Option(None, "--max-slices", min=1, help="Train on at most N slices."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentations."),

@@ -87,9 +87,7 @@ class SegmentationData:
     @property
     def subjects(self) -> tuple[str, ...]:
         """Subject of every image, prefixed by its set's name so subjects of different sets never merge."""
-        return tuple(
-            f"{name}:{sub}" for s, name in zip(self.sets, self.names, strict=True) for sub in s.subjects
-        )
+        return tuple(f"{name}:{sub}" for s, name in zip(self.sets, self.names, strict=True) for sub in s.subjects)
 
     def batch(self, index: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Images (len x C' x H x W float32, label channel dropped) and targets (len x 3 x H x W float32)."""

@@ -67,9 +67,7 @@ def check_slice_order(subjects: Sequence[str], slice_index: np.ndarray | None, n
         seen.add((sub, k))
 
 
-def stack_volumes(
-    masks: np.ndarray, subjects: Sequence[str], slice_index: np.ndarray | None
-) -> dict[str, np.ndarray]:
+def stack_volumes(masks: np.ndarray, subjects: Sequence[str], slice_index: np.ndarray | None) -> dict[str, np.ndarray]:
     """Restack per-slice masks (N x R x H x W) into one volume per subject (R x S x H x W, slices in order).
 
     Images with an unknown slice index (-1) keep their position in the set, after the known ones.
@@ -77,9 +75,7 @@ def stack_volumes(
     n = len(subjects)
     if masks.shape[0] != n:
         raise InputError(f"{masks.shape[0]} masks for {n} subject entries")
-    slices = (
-        np.full(n, -1, dtype=np.int64) if slice_index is None else np.asarray(slice_index, dtype=np.int64)
-    )
+    slices = np.full(n, -1, dtype=np.int64) if slice_index is None else np.asarray(slice_index, dtype=np.int64)
     check_slice_order(subjects, slices, "test set")
     volumes: dict[str, np.ndarray] = {}
     for sub in dict.fromkeys(subjects):

@@ -103,16 +103,12 @@ def plot_png(result: UtilityResult) -> bytes:
     for k, name in enumerate(names):
         m = result.modes[name]
         xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(REGIONS))]
-        ax.bar(
-            xs, [m.mean[r] for r in REGIONS], width, yerr=[m.sd[r] for r in REGIONS], capsize=3, label=name
-        )
+        ax.bar(xs, [m.mean[r] for r in REGIONS], width, yerr=[m.sd[r] for r in REGIONS], capsize=3, label=name)
     ax.set_xticks(range(len(REGIONS)), list(REGIONS))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Dice on real test subjects")
     seeds = len(result.config.seeds)
-    ax.set_title(
-        f"{result.config.train.net}: {result.counts['real_test_subjects']} test subjects, {seeds} seed(s)"
-    )
+    ax.set_title(f"{result.config.train.net}: {result.counts['real_test_subjects']} test subjects, {seeds} seed(s)")
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -143,9 +139,7 @@ def fragment_html(result: UtilityResult) -> str:
     )
 
 
-def write_utility_outputs(
-    result: UtilityResult, out_dir: str | os.PathLike[str], overwrite: bool = False
-) -> Path:
+def write_utility_outputs(result: UtilityResult, out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write the utility audit's outputs into ``out_dir`` (atomically) and return it.
 
     Raises:
