@@ -7,11 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_tumour_set
 from typer.testing import CliRunner
 
 from synthgate.cli import app
 from synthgate.data.store import write_store
+from tests.segment.helpers import make_tumour_set
 
 runner = CliRunner()
 

@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import make_tumour_set, separable_config
 from synthgate.data.labels import BRATS2013
 from synthgate.errors import InputError, UsageError
 from synthgate.segment.report import fragment_html, table_rows, utility_json, write_utility_outputs
 from synthgate.segment.utility import Mode, Preset, UtilityConfig, run_utility
+from tests.segment.helpers import make_tumour_set, separable_config
 
 
 @pytest.fixture(scope="module")
