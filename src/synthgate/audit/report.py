@@ -143,11 +143,28 @@ def _histogram_png(result: MemorizationResult) -> bytes:
 
 
 def _top_pairs(result: MemorizationResult) -> np.ndarray:
+    """Flagged pairs to show: the best of each transform in turn (round robin), then unflagged best scores."""
     s = result.synthetic
     score = np.where(s.valid, np.nan_to_num(s.score, nan=-np.inf), -np.inf)
-    order = np.argsort(-score, kind="stable")
-    flagged = [int(i) for i in order if result.flagged[i]]
-    return np.array((flagged or [int(i) for i in order if np.isfinite(score[i])])[:MAX_PAIRS], dtype=np.int64)
+    order = [int(i) for i in np.argsort(-score, kind="stable")]
+    flagged = [i for i in order if result.flagged[i]]
+    if not flagged:
+        return np.array([i for i in order if np.isfinite(score[i])][:MAX_PAIRS], dtype=np.int64)
+    names = s.transforms
+    queues: dict[str, list[int]] = {}
+    for i in flagged:
+        queues.setdefault(names[i], []).append(i)
+    pick: list[int] = []
+    while len(pick) < MAX_PAIRS and any(queues.values()):
+        for q in queues.values():
+            if q and len(pick) < MAX_PAIRS:
+                pick.append(q.pop(0))
+    return np.array(pick, dtype=np.int64)
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - float(x.mean())) / (sd if sd > 0 else 1.0)
 
 
 def _pairs_png(result: MemorizationResult, train: ImageSet, synthetic: ImageSet) -> bytes:
@@ -173,12 +190,13 @@ def _pairs_png(result: MemorizationResult, train: ImageSet, synthetic: ImageSet)
         i = int(pick[r])
         axes[r][0].imshow(syn[r], cmap="gray")
         axes[r][1].imshow(tr[r], cmap="gray")
-        axes[r][2].imshow(np.abs(syn[r] - tr[r]), cmap="magma")
-        axes[r][0].set_title(f"{synthetic.ids[i][:24]}", fontsize=7)
+        axes[r][2].imshow(np.abs(_z(syn[r]) - _z(tr[r])), cmap="magma")
+        axes[r][0].set_title(f"{synthetic.ids[i][:24]} ({result.synthetic.transforms[i]})", fontsize=7)
         axes[r][1].set_title(f"{train.ids[int(result.synthetic.train_row[i])][:24]}", fontsize=7)
         axes[r][2].set_title(f"|diff| r={result.synthetic.score[i]:.3f}", fontsize=7)
-    fig.suptitle(f"top pairs (channel {train.channels[c]}; training image mirrored where matched so; "
-                 "difference before alignment)", fontsize=8)
+    fig.suptitle(f"channel {train.channels[c]}; training image mirrored where matched so; |difference| of the "
+                 "standardised images before alignment", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.2 * n)))
     return _png(fig)
 
 
