@@ -152,10 +152,15 @@ def write_audit(
     return out
 
 
-def write_utility(out: Path, ratio: dict[str, float | None] | None = None, fragment: str | None = None) -> Path:
+def write_utility(
+    out: Path,
+    ratio: dict[str, float | None] | None = None,
+    fragment: str | None = None,
+    real: dict[str, float] | None = None,
+) -> Path:
     ratio = {"WT": 0.9, "TC": 0.85, "ET": 0.82} if ratio is None else ratio
     out.mkdir(parents=True)
-    real = {"WT": 0.8, "TC": 0.7, "ET": 0.6}
+    real = real or {"WT": 0.8, "TC": 0.7, "ET": 0.6}
     syn = {k: (None if ratio.get(k) is None else real[k] * ratio[k]) for k in real}  # type: ignore[operator]
     data = {
         "synthgate_version": "0.1.0",

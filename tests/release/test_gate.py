@@ -166,3 +166,16 @@ def test_unreadable_audit_files(tmp_path: Path, sets: tuple[ImageSet, ImageSet])
     with pytest.raises(InputError, match="utility.json"):
         read_utility(tmp_path / "nowhere")
     assert np.isfinite(read_audit(write_audit(tmp_path / "a2", syn, train)).threshold)
+
+
+@pytest.mark.parametrize("region", ["WT", "TC", "ET"])
+def test_refuses_a_weak_real_reference(tmp_path: Path, sets: tuple[ImageSet, ImageSet], region: str) -> None:
+    """A ratio of two near-zero Dice values means nothing: the real-trained reference must be good enough."""
+    train, syn = sets
+    real = {"WT": 0.8, "TC": 0.7, "ET": 0.6}
+    real[region] = 0.05
+    audit = read_audit(write_audit(tmp_path / "audit", syn, train))
+    util = read_utility(write_utility(tmp_path / "u", real=real))
+    d = evaluate_gate(syn.ids, audit, util, ReleasePolicy())
+    assert _failed(d) == {f"utility_reference_{region}"} and d.failed[0].value == "0.050"
+    assert evaluate_gate(syn.ids, audit, util, ReleasePolicy(min_reference_dice=0.05)).released

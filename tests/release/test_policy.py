@@ -92,7 +92,12 @@ def test_licence_conflicts(output: str, training: str, n: int, word: str) -> Non
 
 
 def test_template_round_trips_a_policy(tmp_path: Path) -> None:
-    pol = ReleasePolicy(removal_margin=0.02, min_utility_ratio={"WT": 0.7, "TC": 0.6, "ET": 0.5},
-                        output_licence="cc-by-4.0", gated=Gating.AUTO, remove_flagged=False)
+    pol = ReleasePolicy(
+        removal_margin=0.02,
+        min_utility_ratio={"WT": 0.7, "TC": 0.6, "ET": 0.5},
+        output_licence="cc-by-4.0",
+        gated=Gating.AUTO,
+        remove_flagged=False,
+    )
     p = write_policy_template(tmp_path / "p.toml", policy=pol)
     assert load_policy(p) == pol

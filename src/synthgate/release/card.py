@@ -93,10 +93,7 @@ def render_card(
             "",
             "| region | Dice, real training | Dice, synthetic training | ratio |",
             "|---|---|---|---|",
-            *(
-                f"| {k} | {_fmt(real.get(k))} | {_fmt(syn.get(k))} | {_fmt(ratio.get(k))} |"
-                for k in ("WT", "TC", "ET")
-            ),
+            *(f"| {k} | {_fmt(real.get(k))} | {_fmt(syn.get(k))} | {_fmt(ratio.get(k))} |" for k in ("WT", "TC", "ET")),
         ]
     threshold, method = _fmt(audit_summary.get("threshold"), 4), cal.get("method", "unknown")
     quantile, fpr = _fmt(cal.get("quantile"), 4), _fmt(cal.get("expected_false_positive_rate"), 4)

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -215,10 +215,13 @@ def run_demo(
     if not {"generator", "sample"} <= have:
         return finish("incomplete")
     from synthgate.data.store import write_store
-    from synthgate.generators import preset, sample_generator, train_generator
+    from synthgate.generators import DiffusionConfig, preset, sample_generator, train_generator
 
     gen_cfg = preset("diffusion", "memorize" if cfg.scenario is Scenario.MEMORIZING else "tiny")
+    # the run's end-of-training sample grid uses the demo's (few) DDIM steps, not the preset's
     gen_cfg = gen_cfg.with_overrides(seed=cfg.seed)
+    if isinstance(gen_cfg.model, DiffusionConfig):
+        gen_cfg = gen_cfg.with_overrides(model=replace(gen_cfg.model, sample_steps=cfg.sample_steps))
     trained = stage("generator")(
         lambda: train_generator(
             "diffusion", train, root / "generator", gen_cfg, device=device, max_time=cfg.generator_seconds

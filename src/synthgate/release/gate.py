@@ -39,9 +39,7 @@ class Check:
         }
 
     def describe(self) -> str:
-        return f"{self.name}: {self.value} (policy: {self.limit})" + (
-            f"; {self.detail}" if self.detail else ""
-        )
+        return f"{self.name}: {self.value} (policy: {self.limit})" + (f"; {self.detail}" if self.detail else "")
 
 
 @dataclass(frozen=True)
@@ -258,6 +256,19 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
             ]
         return []
     checks = []
+    for region in REGIONS:
+        real = utility.real_dice(region)
+        checks.append(
+            Check(
+                f"utility_reference_{region}",
+                passed=(real is not None and real >= policy.min_reference_dice) or not policy.require_utility,
+                value="not measured" if real is None else f"{real:.3f}",
+                limit=f">= {policy.min_reference_dice}",
+                detail=""
+                if real is not None and real >= policy.min_reference_dice
+                else "the real-trained reference is too weak: train the utility audit longer",
+            )
+        )
     for region in REGIONS:
         limit = float(policy.min_utility_ratio.get(region, 0.0))
         ratio = utility.ratio(region)

@@ -61,6 +61,10 @@ class UtilityInputs:
     data: Mapping[str, Any]
     fragment: str | None
 
+    def real_dice(self, region: str) -> float | None:
+        v = (((self.data.get("modes") or {}).get("real") or {}).get("mean") or {}).get(region)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
     def ratio(self, region: str) -> float | None:
         v = (self.data.get("ratio") or {}).get(region)
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
@@ -133,6 +137,4 @@ def read_utility(path: str | os.PathLike[str]) -> UtilityInputs:
     if "ratio" not in data:
         raise InputError(f"{p / UTILITY}: missing key 'ratio'; rerun 'synthgate audit utility'")
     frag = p / UTILITY_FRAGMENT
-    return UtilityInputs(
-        path=p, data=data, fragment=frag.read_text(encoding="utf-8") if frag.is_file() else None
-    )
+    return UtilityInputs(path=p, data=data, fragment=frag.read_text(encoding="utf-8") if frag.is_file() else None)

@@ -39,9 +39,7 @@ def licence_terms(licence: str) -> LicenceTerms:
         terms = set(parts[2:])
         if terms - {"nc", "sa", "nd"} - {p for p in terms if p[:1].isdigit()}:
             return LicenceTerms(known=False)
-        return LicenceTerms(
-            known=True, attribution=True, non_commercial="nc" in terms, share_alike="sa" in terms
-        )
+        return LicenceTerms(known=True, attribution=True, non_commercial="nc" in terms, share_alike="sa" in terms)
     return LicenceTerms(known=False)
 
 
@@ -52,20 +50,15 @@ def licence_conflicts(output: str, training: str) -> tuple[str, ...]:
     if not src.known:
         problems.append(f"training licence {training!r} is not one synthgate knows; check its terms by hand")
     if not out.known:
-        problems.append(
-            f"output licence {output!r} is not one synthgate knows; check it against {training!r}"
-        )
+        problems.append(f"output licence {output!r} is not one synthgate knows; check it against {training!r}")
     if not (src.known and out.known):
         return tuple(problems)
     if src.non_commercial and not out.non_commercial:
         problems.append(
-            f"training data is non-commercial ({training}) but the output licence {output} "
-            "allows commercial use"
+            f"training data is non-commercial ({training}) but the output licence {output} allows commercial use"
         )
     if src.share_alike and not out.share_alike:
         problems.append(f"training data is share-alike ({training}) but the output licence {output} is not")
     if src.attribution and not out.attribution:
-        problems.append(
-            f"training data requires attribution ({training}) but the output licence {output} does not"
-        )
+        problems.append(f"training data requires attribution ({training}) but the output licence {output} does not")
     return tuple(problems)

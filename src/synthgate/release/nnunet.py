@@ -113,9 +113,7 @@ def read_nnunet(payload: Path) -> NnunetImages:
     problems: list[str] = []
     cases = sorted({p.name[: -len("_0000.nii.gz")] for p in (root / "imagesTr").glob("*_0000.nii.gz")})
     if len(cases) != dataset.get("numTraining"):
-        problems.append(
-            f"dataset.json numTraining = {dataset.get('numTraining')} but imagesTr has {len(cases)} cases"
-        )
+        problems.append(f"dataset.json numTraining = {dataset.get('numTraining')} but imagesTr has {len(cases)} cases")
     back = {int(k): int(v) for k, v in dataset.get("synthgate_source_label_values", {}).items()}
     lut = np.zeros(256, dtype=np.uint8)
     for dst, src in back.items():

@@ -45,6 +45,8 @@ class ReleasePolicy:
         min_images: smallest number of images a release may hold.
         require_utility: a utility audit must exist and give a synthetic/real ratio for every region.
         min_utility_ratio: smallest synthetic/real Dice ratio per region.
+        min_reference_dice: smallest mean Dice of the real-trained reference per region; below it the
+            reference is too weak for the ratio to mean anything, and the release is refused.
         output_licence: SPDX-style licence of the released data.
         training_licence: licence of the training data.
         refuse_on_licence_conflict: refuse (rather than warn) when the output licence is more permissive than
@@ -63,6 +65,7 @@ class ReleasePolicy:
     min_images: int = 1
     require_utility: bool = True
     min_utility_ratio: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(REGIONS, 0.8))
+    min_reference_dice: float = 0.3
     output_licence: str = "cc-by-nc-sa-4.0"
     training_licence: str = "cc-by-nc-sa-3.0"
     refuse_on_licence_conflict: bool = False
@@ -76,13 +79,13 @@ class ReleasePolicy:
                 raise UsageError(f"policy {name} = {v}: must be a fraction in [0, 1]")
         if self.removal_margin < 0:
             raise UsageError(f"policy removal_margin = {self.removal_margin}: must be >= 0")
+        if not 0.0 <= self.min_reference_dice <= 1.0:
+            raise UsageError(f"policy min_reference_dice = {self.min_reference_dice}: must be in [0, 1]")
         if self.min_images < 1:
             raise UsageError(f"policy min_images = {self.min_images}: must be >= 1")
         for region, v in self.min_utility_ratio.items():
             if region not in REGIONS:
-                raise UsageError(
-                    f"policy min_utility_ratio has unknown region {region!r}; use {', '.join(REGIONS)}"
-                )
+                raise UsageError(f"policy min_utility_ratio has unknown region {region!r}; use {', '.join(REGIONS)}")
             if v < 0:
                 raise UsageError(f"policy min_utility_ratio.{region} = {v}: must be >= 0")
         for name in ("output_licence", "training_licence"):
@@ -102,7 +105,11 @@ class ReleasePolicy:
                 "require_holdout_calibration": self.require_holdout_calibration,
                 "min_images": self.min_images,
             },
-            "utility": {"require_utility": self.require_utility, "min_ratio": dict(self.min_utility_ratio)},
+            "utility": {
+                "require_utility": self.require_utility,
+                "min_ratio": dict(self.min_utility_ratio),
+                "min_reference_dice": self.min_reference_dice,
+            },
             "licence": {
                 "output": self.output_licence,
                 "training_data": self.training_licence,
@@ -124,7 +131,11 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "require_holdout_calibration": "require_holdout_calibration",
         "min_images": "min_images",
     },
-    "utility": {"require_utility": "require_utility", "min_ratio": "min_utility_ratio"},
+    "utility": {
+        "require_utility": "require_utility",
+        "min_ratio": "min_utility_ratio",
+        "min_reference_dice": "min_reference_dice",
+    },
     "licence": {
         "output": "output_licence",
         "training_data": "training_licence",
@@ -144,6 +155,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "min_images": int,
     "require_utility": bool,
     "min_utility_ratio": dict,
+    "min_reference_dice": (int, float),
     "output_licence": str,
     "training_licence": str,
     "refuse_on_licence_conflict": bool,
@@ -163,9 +175,7 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "policy") -> Relea
         for key, value in values.items():
             attr = _SCHEMA[section].get(key)
             if attr is None:
-                raise UsageError(
-                    f"{where}: unknown key {section}.{key}; known: {', '.join(_SCHEMA[section])}"
-                )
+                raise UsageError(f"{where}: unknown key {section}.{key}; known: {', '.join(_SCHEMA[section])}")
             expected = _TYPES[attr]
             wrong_bool = isinstance(value, bool) and expected in ((int, float), int)
             if wrong_bool or not isinstance(value, expected):
@@ -235,6 +245,9 @@ min_images = {d.min_images}
 require_utility = {str(d.require_utility).lower()}
 # Smallest synthetic/real mean Dice ratio per BraTS region (whole tumour, tumour core, enhancing tumour).
 min_ratio = {{ {ratio} }}
+# Smallest mean Dice per region of the network trained on REAL images: below it the reference is too weak
+# for the ratio to mean anything (e.g. too few epochs), and the release is refused.
+min_reference_dice = {d.min_reference_dice}
 
 [licence]
 # SPDX-style ids (lower case, as Hugging Face writes them).

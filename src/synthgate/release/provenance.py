@@ -68,8 +68,7 @@ def scrub(value: Any) -> Any:
         return {
             str(k): scrub(v)
             for k, v in value.items()
-            if not any(p in str(k).lower() for p in _PRIVATE_KEYS)
-            or str(k).lower().endswith(("sha256", "hash"))
+            if not any(p in str(k).lower() for p in _PRIVATE_KEYS) or str(k).lower().endswith(("sha256", "hash"))
         }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]

@@ -54,15 +54,9 @@ def report_json(
             "threshold": s.get("threshold"),
             "calibration": s.get("calibration"),
             "fraction_flagged": s.get("fraction_flagged"),
-            "subjects_leaked": {
-                k: (s.get("subjects_leaked") or {}).get(k) for k in ("count", "fraction", "total")
-            },
+            "subjects_leaked": {k: (s.get("subjects_leaked") or {}).get(k) for k in ("count", "fraction", "total")},
             "distributions": {
-                k: {
-                    kk: vv
-                    for kk, vv in (dists.get(k) or {}).items()
-                    if kk in ("n", "mean", "sd", "quantiles")
-                }
+                k: {kk: vv for kk, vv in (dists.get(k) or {}).items() if kk in ("n", "mean", "sd", "quantiles")}
                 for k in ("synthetic_to_train", "holdout_to_train")
             },
             "test": {
@@ -151,9 +145,7 @@ def report_html(
         ],
         ["", "check", "figure", "policy", "note"],
     )
-    counts = _table(
-        [[e(k.replace("_", " ")), str(v)] for k, v in data["counts"].items()], ["images", "count"]
-    )
+    counts = _table([[e(k.replace("_", " ")), str(v)] for k, v in data["counts"].items()], ["images", "count"])
     mem = data["memorization"]
     cal = mem.get("calibration") or {}
     drows = []
@@ -185,9 +177,7 @@ def report_html(
         if frag and not find_private_strings(frag.encode("utf-8"), private) and "<script" not in frag.lower():
             util_html += f'<div class="fragment">{frag}</div>'
         elif frag:
-            logger.warning(
-                "utility fragment left out of the public report: it names a private id or has a script"
-            )
+            logger.warning("utility fragment left out of the public report: it names a private id or has a script")
     warns = "".join(f"<li>{e(w)}</li>" for w in data["warnings"]) or "<li>none</li>"
     colour = "#2e7d32" if released else "#c62828"
     verdict = "RELEASE" if released else "REFUSED"

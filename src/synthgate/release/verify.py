@@ -91,15 +91,11 @@ def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -
     checks.append(_bagit_check(p))
     payload = p / PAYLOAD
     missing = [f for f in (CARD, PROVENANCE, REPORT_JSON, REPORT_HTML) if not (payload / f).is_file()]
-    checks.append(
-        VerifyCheck("payload", not missing, f"missing {', '.join(missing)}" if missing else "complete")
-    )
+    checks.append(VerifyCheck("payload", not missing, f"missing {', '.join(missing)}" if missing else "complete"))
 
     try:
         ids, hf_images, hf_labels = load_hf_payload(payload)
-        checks.append(
-            VerifyCheck("hf_load", len(ids) > 0, f"{len(ids)} rows loaded with datasets.load_dataset")
-        )
+        checks.append(VerifyCheck("hf_load", len(ids) > 0, f"{len(ids)} rows loaded with datasets.load_dataset"))
     except Exception as e:  # any failure of the HF loader is an integrity failure of the bundle
         checks.append(VerifyCheck("hf_load", False, f"datasets.load_dataset failed: {type(e).__name__}: {e}"))
         return VerifyResult(p, tuple(checks), 0)
@@ -154,15 +150,11 @@ def _report_check(payload: Path, n: int) -> VerifyCheck:
     except (OSError, ValueError, KeyError, TypeError) as e:
         return VerifyCheck("report", False, f"{REPORT_JSON} unreadable: {e}")
     if decision != "release" or released != n:
-        return VerifyCheck(
-            "report", False, f"report says {decision} with {released} images; the data holds {n}"
-        )
+        return VerifyCheck("report", False, f"report says {decision} with {released} images; the data holds {n}")
     return VerifyCheck("report", True, f"decision release, {n} images")
 
 
-def _reaudit_check(
-    payload: Path, train: ImageSet, images: np.ndarray, labels: np.ndarray | None
-) -> VerifyCheck:
+def _reaudit_check(payload: Path, train: ImageSet, images: np.ndarray, labels: np.ndarray | None) -> VerifyCheck:
     try:
         report = json.loads((payload / REPORT_JSON).read_text(encoding="utf-8"))
         threshold = float(report["memorization"]["threshold"])
@@ -176,6 +168,4 @@ def _reaudit_check(
             f"{res.n_flagged} of {res.n} bundle images score >= {threshold:.4f} "
             f"against the training set (max {res.max_score:.4f}, {res.method})",
         )
-    return VerifyCheck(
-        "reaudit", True, f"no copy: max score {res.max_score:.4f} < {threshold:.4f} ({res.method})"
-    )
+    return VerifyCheck("reaudit", True, f"no copy: max score {res.max_score:.4f} < {threshold:.4f} ({res.method})")
