@@ -98,20 +98,12 @@ def split_validation(
     distinct = list(dict.fromkeys(subjects))
     if len(distinct) >= MIN_SUBJECTS_FOR_SUBJECT_SPLIT:
         k = max(1, round(val_fraction * len(distinct)))
-        held = set(rng.choice(len(distinct), size=k, replace=False).tolist())
-        is_val = (
-            np.array([distinct.index(s) in held for s in subjects])
-            if n < 2000
-            else _member(subjects, {distinct[i] for i in held})
-        )
+        held = {distinct[i] for i in rng.choice(len(distinct), size=k, replace=False).tolist()}
+        is_val = np.fromiter((s in held for s in subjects), dtype=bool, count=n)
         return np.flatnonzero(~is_val), np.flatnonzero(is_val), "subject"
     perm = rng.permutation(n)
     k = max(1, round(val_fraction * n))
     return np.sort(perm[k:]), np.sort(perm[:k]), "slice"
-
-
-def _member(subjects: tuple[str, ...], held: set[str]) -> np.ndarray:
-    return np.fromiter((s in held for s in subjects), dtype=bool, count=len(subjects))
 
 
 def make_augment(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
