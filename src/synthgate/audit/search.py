@@ -68,13 +68,13 @@ class TopK:
     n_fallback: int
 
 
-def exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise inner products of two n x d arrays, products and sums in float64.
+def exact_dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Inner products of the n x d ``rows`` with the d-vector ``query``, products and sums in float64.
 
     The exact score of the search (fp32 products are exact in float64); equal rows give equal scores, which
     makes ties, and their resolution to the lowest index, reproducible.
     """
-    return np.einsum("ij,ij->i", a, b, dtype=np.float64)
+    return np.einsum("ij,j->i", rows, query, dtype=np.float64)
 
 
 def _norm_upper(x: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ def error_bound(backend: Backend, d: int, q_norm: np.ndarray, db_norm_max: float
 
     fp32 (faiss, torch): the dot product of fp32 vectors accumulated in fp32 in any order errs by at most
     ``gamma_d * |q| * |b|`` with ``gamma_d = d u / (1 - d u)``, ``u = 2^-24``. bf16: inputs rounded to bf16
-    (rounding errors ``e_q``, ``e_b``, measured per vector), products accumulated in fp32, output rounded to
+    (rounding errors ``e_q`` measured per query, ``|e_b| <= 2^-8 |b|``), products accumulated in fp32, output rounded to
     bf16: ``|e_q| |b| + |q~| |e_b| + |q~| |b~| (gamma_d + 2^-8 (1 + gamma_d))``.
     """
     gamma = d * U_FP32 / (1.0 - d * U_FP32)
@@ -227,12 +227,9 @@ def search_topk(
         db_norm_max = max(db_norm_max, float(_norm_upper(block.vectors).max()))
         tb = None
         if backend is Backend.BF16:
-            tb = torch.from_numpy(block.vectors).to(torch.bfloat16)
-            # x - bf16(x) is exact in fp32
-            err = block.vectors - tb.float().numpy()
-            db_round_err_max = max(db_round_err_max, float(_norm_upper(err).max()))
-            del err
-            tb = tb.to(device)
+            tb = torch.from_numpy(block.vectors).to(device=device, dtype=torch.bfloat16)
+            # round to nearest: every element errs by at most 2^-8 of itself, so |b - bf16(b)| <= 2^-8 |b|
+            db_round_err_max = U_BF16 * db_norm_max
         s, i, u = _block_candidates(q, block, kf, backend, device, query_groups, tq, tb)
         cand_s, cand_i, dropped = _merge(np.concatenate([cand_s, s], 1), np.concatenate([cand_i, i], 1), kf)
         unkept = np.maximum(unkept, np.maximum(u, dropped))
@@ -266,24 +263,17 @@ def search_topk(
     return TopK(scores=scores, indices=indices, n_fallback=len(fallback))
 
 
-def _rescore(q: np.ndarray, database: Database, cand_i: np.ndarray, chunk_bytes: int = 32 << 20) -> np.ndarray:
+def _rescore(q: np.ndarray, database: Database, cand_i: np.ndarray) -> np.ndarray:
     """Exact float64 scores of the candidate pairs (``-inf`` where the index is -1), one pass over the database."""
     exact = np.full(cand_i.shape, -np.inf)
-    if cand_i.size == 0:
+    if not (cand_i >= 0).any():
         return exact
-    flat = cand_i.ravel()
-    qrow = np.repeat(np.arange(len(q)), cand_i.shape[1])
-    order = np.argsort(flat, kind="stable")
-    sorted_i = flat[order]
-    chunk = max(1, chunk_bytes // (8 * q.shape[1]))
-    out = exact.ravel()
     for block in database():
-        lo = np.searchsorted(sorted_i, block.start)
-        hi = np.searchsorted(sorted_i, block.start + len(block.vectors))
-        for a in range(lo, hi, chunk):
-            sel = order[a : min(hi, a + chunk)]
-            out[sel] = exact_dot(q[qrow[sel]], block.vectors[flat[sel] - block.start])
-    return out.reshape(cand_i.shape)
+        inside = (cand_i >= block.start) & (cand_i < block.start + len(block.vectors))
+        for i in np.flatnonzero(inside.any(axis=1)):
+            cols = np.flatnonzero(inside[i])
+            exact[i, cols] = exact_dot(block.vectors[cand_i[i, cols] - block.start], q[i])
+    return exact
 
 
 def brute_force_topk(
@@ -300,8 +290,8 @@ def brute_force_topk(
     for block in database():
         nb = len(block.vectors)
         s = np.empty((len(q), nb))
-        for j in range(nb):
-            s[:, j] = exact_dot(q, np.ascontiguousarray(np.broadcast_to(block.vectors[j], q.shape)))
+        for r in range(len(q)):
+            s[r] = exact_dot(block.vectors, q[r])
         mask = _mask(block, query_groups)
         if mask is not None:
             s = np.where(mask, s, -np.inf)
