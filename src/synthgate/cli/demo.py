@@ -39,7 +39,11 @@ def register(app: typer.Typer) -> None:
         dev = resolve_device(device)
         config = DemoConfig(scenario=scenario, generator_seconds=generator_seconds)
         result = run_demo(
-            out_dir, config, device=dev, overwrite=overwrite, log=lambda msg: err.print(msg, highlight=False)
+            out_dir,
+            config,
+            device=dev,
+            overwrite=overwrite,
+            log=lambda msg: err.print(msg, markup=False, highlight=False),
         )
         if as_json:
             print_json(result.to_json())

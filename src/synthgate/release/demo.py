@@ -68,7 +68,7 @@ class DemoConfig:
     generator_seconds: float = 180.0
     n_synthetic: int = 48
     sample_steps: int = 20
-    utility_epochs: int = 4
+    utility_epochs: int = 6
     seed: int = 0
 
     def __post_init__(self) -> None:
