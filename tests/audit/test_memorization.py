@@ -187,3 +187,22 @@ def test_block_reader_matches_memory_map(tmp_path, train_set: ImageSet) -> None:
     np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), np.asarray(store.images, np.float32))
     np.testing.assert_array_equal(read_rows(store, [7, 2, 7]), np.asarray(store.images[[7, 2, 7]], np.float32))
     assert blocks[0][1].dtype == np.float32
+    # a slice of the memory map keeps the parent's file offset: the reader must not read from row 0
+    part = store.subset([]).__class__(images=store.images[3:9], ids=store.ids[3:9], subjects=store.subjects[3:9],
+                                      channels=store.channels, label_channel=store.label_channel)
+    got = np.concatenate([b for _, b in iter_image_blocks(part, 4)])
+    np.testing.assert_array_equal(got, np.asarray(store.images[3:9], np.float32))
+    np.testing.assert_array_equal(read_rows(part, [0, 5]), np.asarray(store.images[[3, 8]], np.float32))
+
+
+def test_include_label_changes_the_similarity(train_set: ImageSet, holdout_set: ImageSet) -> None:
+    copies, rows = plant_copies(train_set, 2, kinds=[CopyKind.IDENTITY, CopyKind.NOISE], seed=4)
+    without = run_memorization_audit(train_set, copies, holdout_set, MemorizationConfig(transforms=()))
+    with_label = run_memorization_audit(train_set, copies, holdout_set,
+                                        MemorizationConfig(transforms=(), include_label=True))
+    assert with_label.settings["channels_compared"] == ["c0", "c1", "label"]
+    assert without.settings["channels_compared"] == ["c0", "c1"]
+    np.testing.assert_array_equal(with_label.synthetic.train_row, rows)
+    assert with_label.flagged.all()
+    # the noisy copies keep an exact label: including it raises their score
+    assert (with_label.synthetic.score[2:] > without.synthetic.score[2:]).all()

@@ -124,3 +124,15 @@ def test_bad_arguments() -> None:
         search_topk(db, make_db(db, 5), 0)
     with pytest.raises(UsageError, match="backend"):
         search_topk(db, make_db(db, 5), 2, "gpu-magic")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("backend", [Backend.TORCH, Backend.BF16, Backend.FAISS])
+def test_cuda_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], backend: Backend) -> None:
+    q, db = data
+    database = make_db(db, 128)
+    ref_s, ref_i = brute_force_topk(q, database, 6)
+    top = search_topk(q, database, 6, backend, device="cuda")  # faiss-cpu on cuda -> torch matmul
+    np.testing.assert_array_equal(top.indices, ref_i)
+    np.testing.assert_array_equal(top.scores, ref_s)

@@ -190,8 +190,8 @@ def _best_match(out: dict[str, np.ndarray], i: int, query: np.ndarray, pixel_sco
     out["score"][i] = pixel_score
     out["train_row"][i] = pixel_entry // m
     out["flip"][i] = pixel_entry % m == 1
-    if not settings.warps:
-        return
+    if not settings.warps or pixel_score >= 1.0 - ROBUST_MIN_GAIN:
+        return  # nothing to gain: an alignment cannot beat the pixel match by more than ROBUST_MIN_GAIN
     entries = np.unique(cands[cands >= 0])
     al = align(query, index.read_entries(entries), index.channels, index.label_channel, settings.warps,
                settings.max_shift)
