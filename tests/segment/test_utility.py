@@ -31,6 +31,7 @@ def test_separable_phantom_reaches_high_dice(sets) -> None:  # type: ignore[no-u
     assert set(result.modes) == {"real"}
     assert real.mean["WT"] > 0.9 and real.mean["TC"] > 0.8 and real.mean["ET"] > 0.6, real.mean
     assert len(real.per_subject) == 2
+    assert real.sd["WT"] is not None
     assert all(v is None for v in result.ratio.values())
 
 
@@ -124,3 +125,11 @@ def test_presets() -> None:
     assert study.train.width % 12 == 0
     with pytest.raises(UsageError, match="distinct"):
         UtilityConfig(seeds=(1, 1))
+
+
+def test_single_value_has_no_sd(sets) -> None:  # type: ignore[no-untyped-def]
+    one_subject = sets["test"].select_subjects(["BraTS-test-00"])
+    r = run_utility(None, sets["train"], one_subject, separable_config(epochs=1, val_fraction=0.0))
+    assert r.modes["real"].sd == {"WT": None, "TC": None, "ET": None}
+    assert "±" not in table_rows(r)[0][1]
+    assert json.loads(json.dumps(utility_json(r)))["modes"]["real"]["sd"]["ET"] is None

@@ -80,7 +80,7 @@ def utility_json(result: UtilityResult) -> dict[str, Any]:
 def table_rows(result: UtilityResult) -> list[list[str]]:
     """Rows ``[mode, WT, TC, ET]`` ("mean ± sd") then the ratio rows, for a terminal or HTML table."""
     rows = [
-        [name, *(f"{m.mean[r]:.3f} ± {m.sd[r]:.3f}" for r in REGIONS)]
+        [name, *(_mean_sd(m.mean[r], m.sd[r]) for r in REGIONS)]
         for name in MODE_ORDER
         if (m := result.modes.get(name)) is not None
     ]
@@ -88,6 +88,10 @@ def table_rows(result: UtilityResult) -> list[list[str]]:
         if any(v is not None for v in ratio.values()):
             rows.append([label, *("n/a" if ratio[r] is None else f"{ratio[r]:.0%}" for r in REGIONS)])
     return rows
+
+
+def _mean_sd(mean: float, sd: float | None) -> str:
+    return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
 
 
 def plot_png(result: UtilityResult) -> bytes:
@@ -103,7 +107,7 @@ def plot_png(result: UtilityResult) -> bytes:
     for k, name in enumerate(names):
         m = result.modes[name]
         xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(REGIONS))]
-        ax.bar(xs, [m.mean[r] for r in REGIONS], width, yerr=[m.sd[r] for r in REGIONS], capsize=3, label=name)
+        ax.bar(xs, [m.mean[r] for r in REGIONS], width, yerr=[m.sd[r] or 0.0 for r in REGIONS], capsize=3, label=name)
     ax.set_xticks(range(len(REGIONS)), list(REGIONS))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Dice on real test subjects")

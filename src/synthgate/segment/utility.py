@@ -131,7 +131,7 @@ class ModeResult:
 
     mode: str
     mean: dict[str, float]
-    sd: dict[str, float]
+    sd: dict[str, float | None]  # None with a single (seed, subject) value
     runs: tuple[SeedRun, ...]
     per_subject: tuple[tuple[int, SubjectDice], ...]
 
@@ -172,11 +172,12 @@ def _versions() -> dict[str, str]:
 
 
 def _summarise(mode: str, runs: list[SeedRun], rows: list[tuple[int, SubjectDice]]) -> ModeResult:
-    mean, sd = {}, {}
+    mean: dict[str, float] = {}
+    sd: dict[str, float | None] = {}
     for r in REGIONS:
         vals = np.array([d.dice[r] for _, d in rows], dtype=np.float64)
         mean[r] = float(vals.mean())
-        sd[r] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        sd[r] = float(vals.std(ddof=1)) if len(vals) > 1 else None
     return ModeResult(mode=mode, mean=mean, sd=sd, runs=tuple(runs), per_subject=tuple(rows))
 
 
