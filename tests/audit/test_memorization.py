@@ -114,6 +114,7 @@ def test_zero_variance_training_images_are_never_matched(train_set: ImageSet, ho
     syn2 = make_set(train_set.images[5:6].copy(), "sz")
     res = run_memorization_audit(tr, concat(syn, syn2), holdout_set, MemorizationConfig(transforms=()))
     assert not res.synthetic.valid[0]
+    assert res.counts["train_zero_variance"] == 1
     assert res.synthetic.train_row[1] == 5
     assert 3 not in res.synthetic.topk_rows[1]
 

@@ -212,6 +212,10 @@ def run_memorization_audit(
             null = score_queries(train, index, settings, "--train", rows=rows[:0])
         method, null_name = CalibrationMethod.TRAIN_SUBJECT_DISJOINT, "train (other subjects)"
         null_ids = tuple(train.ids[i] for i in rows)
+    train_zero = _count_zero_variance(train, channels, nb)
+    if train_zero:
+        logger.warning("%d training images have zero variance in a compared channel; they cannot be matched",
+                       train_zero)
     cal = calibrate(null.score, method, config.quantile, config.threshold)
     flagged = syn.valid & (np.nan_to_num(syn.score, nan=-np.inf) >= cal.threshold)
     leaked = tuple(dict.fromkeys(train.subjects[int(r)] for r in syn.train_row[flagged]))
@@ -223,6 +227,7 @@ def run_memorization_audit(
         "train_subjects": len(subjects),
         "flagged": int(flagged.sum()),
         "zero_variance": int((~syn.valid).sum()),
+        "train_zero_variance": train_zero,
         "null": int(np.isfinite(null.score).sum()),
         "null_zero_variance": int((~null.valid).sum()),
         "exhaustive_fallbacks": syn.n_fallback + null.n_fallback,
@@ -239,6 +244,14 @@ def run_memorization_audit(
         flagged=flagged, train_subjects=subjects, leaked_subjects=leaked, test=test, counts=counts,
         settings=settings_json, versions=_versions(),
     )
+
+
+def _count_zero_variance(s: ImageSet, channels: tuple[int, ...], block: int) -> int:
+    """Images of ``s`` that no search can match (a compared image channel is constant)."""
+    from synthgate.audit.blocks import iter_image_blocks
+    from synthgate.audit.matching import valid_images
+
+    return sum(int((~valid_images(b, channels, s.label_channel)).sum()) for _, b in iter_image_blocks(s, block))
 
 
 def _versions() -> dict[str, str]:
