@@ -30,12 +30,15 @@ def time_steps(net: str, width: int, args: argparse.Namespace) -> float:
     model = build_model(net, args.channels, 3, width).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     dice, bce = DiceLoss(sigmoid=True, batch=True), torch.nn.BCEWithLogitsLoss()
-    augment = None if args.no_augment else make_augment(0)
+    augment = None if args.no_augment else make_augment(0, args.size)
 
     def step() -> None:
-        xa, ya = augment(x, y) if augment is not None else (x, y)
-        xb, yb = torch.from_numpy(xa).to(args.device), torch.from_numpy(ya).to(args.device)
-        out = model(xb)
+        xb, yb = torch.from_numpy(x).to(args.device), torch.from_numpy(y).to(args.device)
+        if augment is not None:
+            xb, yb = augment(xb, yb)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device.startswith("cuda")):
+            out = model(xb)
+        out = out.float()
         loss = dice(out, yb) + bce(out, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -78,10 +81,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, args.channels, args.size, args.size), dtype=np.float32)
     y = (rng.random((args.batch, 3, args.size, args.size)) < 0.05).astype(np.float32)
-    aug = make_augment(0)
+    aug = make_augment(0, args.size)
+    xt, yt = torch.from_numpy(x).to(args.device), torch.from_numpy(y).to(args.device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        aug(x, y)
+        aug(xt, yt)
     print(f"augmentation alone: {args.steps * args.batch / (time.perf_counter() - t0):.0f} slices/s")
     for net in args.nets.split(","):
         for preset in ("quick", "study"):

@@ -61,15 +61,17 @@ def test_networks_map_channels_to_three_region_logits(net: Net, width: int, size
 
 
 def test_augment_is_seeded_and_keeps_labels_binary(tumour_set) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
     data = SegmentationData((tumour_set(n_subjects=1, slices=6, size=32),), ("real",))
-    x, y = data.batch(np.arange(6))
-    xa, ya = make_augment(3)(x, y)
-    xb, yb = make_augment(3)(x, y)
-    np.testing.assert_array_equal(xa, xb)
-    np.testing.assert_array_equal(ya, yb)
+    x, y = (torch.from_numpy(a) for a in data.batch(np.arange(6)))
+    xa, ya = make_augment(3, 32)(x, y)
+    xb, yb = make_augment(3, 32)(x, y)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert xa.shape == x.shape and ya.shape == y.shape
-    assert set(np.unique(ya).tolist()) <= {0.0, 1.0}
-    assert not np.array_equal(xa, x)  # something changed
+    assert set(torch.unique(ya).tolist()) <= {0.0, 1.0}
+    assert not torch.equal(xa, x)  # something changed
+    assert not torch.equal(make_augment(4, 32)(x, y)[0], xa)  # another seed, other draws
 
 
 def test_training_is_reproducible_and_keeps_the_best_epoch(tumour_set) -> None:  # type: ignore[no-untyped-def]
@@ -83,3 +85,15 @@ def test_training_is_reproducible_and_keeps_the_best_epoch(tumour_set) -> None: 
     assert a.best_epoch == 1 + vals.index(max(vals))
     assert (a.n_train, a.n_val, a.val_split) == (9, 3, "slice")
     assert not a.model.training
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_with_autocast(tumour_set) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    data = SegmentationData((tumour_set(n_subjects=2, slices=6, size=32),), ("real",))
+    result = train_segmenter(data, TrainConfig(epochs=2, batch_size=4, width=4, amp=True), device="cuda")
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert all(np.isfinite(h["loss"]) for h in result.history)

@@ -24,6 +24,7 @@ from synthgate.segment.evaluate import dice_from_counts, predict_masks
 from synthgate.segment.models import Net, build_model, check_size
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class TrainConfig:
         augment: MONAI flips, affine and intensity augmentations.
         poly_power: exponent of the polynomial LR decay.
         max_slices: train on at most this many slices (a random subset; ``None``: all).
+        amp: bfloat16 autocast of the forward pass on CUDA (ignored on the CPU).
     """
 
     net: Net = Net.UNET
@@ -58,6 +60,7 @@ class TrainConfig:
     augment: bool = True
     poly_power: float = 0.9
     max_slices: int | None = None
+    amp: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net", Net(self.net))
@@ -106,8 +109,12 @@ def split_validation(
     return np.sort(perm[k:]), np.sort(perm[:k]), "slice"
 
 
-def make_augment(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A seeded per-slice augmentation: flips, affine (rotation, scale, shift), intensity scale and shift."""
+def make_augment(
+    seed: int, size: int = 64
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """A seeded per-slice augmentation of image and target tensors (B x C x H x W, on any device): flips, affine
+    (rotation up to 15 degrees, scale 0.9-1.1, shift up to ``size / 16`` pixels), intensity scale and shift."""
+    import torch
     from monai.transforms import (
         Compose,
         RandAffined,
@@ -125,7 +132,7 @@ def make_augment(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarr
                 prob=0.3,
                 rotate_range=(math.pi / 12,),
                 scale_range=(0.1, 0.1),
-                translate_range=(4, 4),
+                translate_range=(size / 16, size / 16),
                 mode=("bilinear", "nearest"),
                 padding_mode="zeros",
             ),
@@ -135,13 +142,12 @@ def make_augment(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarr
     )
     chain.set_random_state(seed=seed)
 
-    def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = np.empty_like(x), np.empty_like(y)
-        for i in range(len(x)):
-            out = chain({"image": x[i], "label": y[i]})
-            xs[i] = np.asarray(out["image"])
-            ys[i] = np.asarray(out["label"])
-        return xs, ys
+    def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [chain({"image": x[i], "label": y[i]}) for i in range(len(x))]
+        return (
+            torch.stack([torch.as_tensor(o["image"]) for o in outs]),
+            torch.stack([torch.as_tensor(o["label"]) for o in outs]),
+        )
 
     return augment
 
@@ -203,7 +209,8 @@ def train_segmenter(
     sched = torch.optim.lr_scheduler.PolynomialLR(
         opt, total_iters=config.epochs * steps_per_epoch, power=config.poly_power
     )
-    augment = make_augment(seed) if config.augment else None
+    augment = make_augment(seed, min(data.size)) if config.augment else None
+    amp = config.amp and torch.device(device).type == "cuda"
     best: tuple[float, int, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
@@ -213,11 +220,13 @@ def train_segmenter(
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             x, y = data.batch(order[start : start + config.batch_size])
-            if augment is not None:
-                x, y = augment(x, y)
             xb, yb = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            if augment is not None:
+                xb, yb = augment(xb, yb)  # on the device: the CPU is not the bottleneck of GPU training
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = model(xb)
+            loss = loss_fn(logits.float(), yb)
             loss.backward()
             opt.step()
             sched.step()
