@@ -123,6 +123,8 @@ def test_presets() -> None:
     assert quick.seeds == (0,) and quick.train.net == "unet"
     assert study.seeds == (0, 1, 2) and study.train.net == "swinunetr" and study.train.epochs == 7
     assert study.train.width % 12 == 0
+    with pytest.raises(UsageError, match="unknown utility settings"):
+        UtilityConfig.preset("quick", epoch=3)
     with pytest.raises(UsageError, match="distinct"):
         UtilityConfig(seeds=(1, 1))
 

@@ -15,7 +15,7 @@ import datetime as _dt
 import logging
 import platform
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -100,6 +100,9 @@ class UtilityConfig:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         top = {k: overrides.pop(k) for k in ("seeds", "mode", "eval_batch_size") if k in overrides}
         top.setdefault("seeds", seeds)
+        unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise UsageError(f"unknown utility settings {sorted(unknown)}; see UtilityConfig and TrainConfig")
         return cls(train=replace(train, **overrides), **top)
 
     def to_json(self) -> dict[str, Any]:
