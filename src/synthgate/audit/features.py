@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,8 @@ def check_finite(block: np.ndarray, ids: Sequence[str], start: int, set_name: st
 
 
 def pearson_features(
-    block: np.ndarray, channels: Sequence[int], label_channel: int | None = None
+    block: np.ndarray, channels: Sequence[int], label_channel: int | None = None,
+    work_dtype: type[np.floating[Any]] = np.float64,
 ) -> Features:
     """Pearson feature vectors of ``block``.
 
@@ -71,13 +73,15 @@ def pearson_features(
         block: n x C x H x W finite images.
         channels: channels to use (see :func:`feature_channels`).
         label_channel: the label channel (treated as described in the module docstring), or ``None``.
+        work_dtype: precision of the centring and scaling (float64 for the search; float32 is enough for the
+            alignment's FFT correlations).
 
     Returns:
         :class:`Features` with n x (len(channels) * H * W) float32 vectors.
     """
     n = block.shape[0]
     hw = int(np.prod(block.shape[2:]))
-    x = np.asarray(block[:, list(channels)], dtype=np.float64).reshape(n, len(channels), hw)
+    x = np.asarray(block[:, list(channels)], dtype=work_dtype).reshape(n, len(channels), hw)
     mean = x.mean(axis=2, keepdims=True)
     x = x - mean
     norm = np.sqrt(np.einsum("ncp,ncp->nc", x, x))
@@ -91,7 +95,7 @@ def pearson_features(
     valid = ~(const & ~is_label[None, :]).any(axis=1)
     x[~valid] = 0.0
     x /= np.sqrt(len(channels))
-    return Features(vectors=x.reshape(n, -1).astype(np.float32), valid=valid)
+    return Features(vectors=x.reshape(n, -1).astype(np.float32, copy=False), valid=valid)
 
 
 def pearson_reference(a: np.ndarray, b: np.ndarray, channels: Sequence[int]) -> float:

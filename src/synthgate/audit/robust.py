@@ -137,7 +137,9 @@ def _correlate(fq: Any, qvalid: np.ndarray, fc: Any, cvalid: np.ndarray, h: int,
     prod = torch.einsum("gcuv,ncuv->gnuv", fq.conj(), fc)
     corr = torch.fft.irfft2(prod, s=(h, w))
     sy, sx = min(max_shift, (h - 1) // 2), min(max_shift, (w - 1) // 2)
-    win = torch.roll(corr, shifts=(sy, sx), dims=(2, 3))[:, :, : 2 * sy + 1, : 2 * sx + 1]
+    # shifts -s..-1 sit at the end of the circular correlation, 0..s at the start
+    rows = torch.cat([corr[:, :, h - sy :], corr[:, :, : sy + 1]], dim=2) if sy else corr[:, :, :1]
+    win = torch.cat([rows[..., w - sx :], rows[..., : sx + 1]], dim=3) if sx else rows[..., :1]
     ok = torch.from_numpy(qvalid)[:, None] & torch.from_numpy(cvalid)[None, :]
     if not bool(ok.all()):
         win = win.masked_fill(~ok[..., None, None], -torch.inf)
@@ -174,9 +176,9 @@ def align(
     warps = tuple(warps)
     c = len(channels)
     h, w = query.shape[-2:]
-    cf = pearson_features(candidates, channels, label_channel)
+    cf = pearson_features(candidates, channels, label_channel, np.float32)
     fc = _spectra(cf.vectors, c, h, w)
-    q0 = pearson_features(query[None], channels, label_channel)
+    q0 = pearson_features(query[None], channels, label_channel, np.float32)
     win0 = _correlate(_spectra(q0.vectors, c, h, w), q0.valid, fc, cf.valid, h, w, max_shift)
     per_cand = win0.flatten(2).amax(dim=2)[0]
     best_g, best = 0, win0
@@ -184,7 +186,7 @@ def align(
     if len(warps) > 1 and len(candidates):
         top = torch.argsort(per_cand, descending=True, stable=True)[:refine].numpy()
         rest = warps[1:]
-        qw = pearson_features(_warp(query, rest), channels, label_channel)
+        qw = pearson_features(_warp(query, rest), channels, label_channel, np.float32)
         winr = _correlate(_spectra(qw.vectors, c, h, w), qw.valid, fc[torch.from_numpy(top)], cf.valid[top], h, w,
                           max_shift)
         if float(winr.max()) > float(win0.max()):
