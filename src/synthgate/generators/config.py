@@ -269,7 +269,7 @@ def _jsonable(v: Any) -> Any:
 _PRESETS: dict[tuple[GeneratorKind, Preset], TrainConfig] = {
     (GeneratorKind.DIFFUSION, Preset.TINY): TrainConfig(
         kind=GeneratorKind.DIFFUSION,
-        model=DiffusionConfig(channels=(32, 64, 64), attention_levels=(False, False, True), sample_steps=50),
+        model=DiffusionConfig(prediction=Prediction.V),
         steps=400,
         batch_size=16,
         lr=2e-3,
@@ -279,7 +279,7 @@ _PRESETS: dict[tuple[GeneratorKind, Preset], TrainConfig] = {
     ),
     (GeneratorKind.DIFFUSION, Preset.MEMORIZE): TrainConfig(
         kind=GeneratorKind.DIFFUSION,
-        model=DiffusionConfig(channels=(32, 64, 64), attention_levels=(False, False, True), sample_steps=50),
+        model=DiffusionConfig(prediction=Prediction.V),
         steps=1500,
         batch_size=8,
         lr=2e-3,
