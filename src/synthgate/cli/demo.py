@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
             help="default: a tiny generator; memorizing: one overfitted on a few images.",
         ),
         device: Device = typer.Option(Device.AUTO, "--device", help="auto: CUDA when available, else CPU."),
-        generator_seconds: float = typer.Option(180.0, "--generator-seconds", min=1, help="Generator training budget."),
+        generator_seconds: float | None = typer.Option(
+            None, "--generator-seconds", min=1, help="Generator training budget (default 180 s; memorizing 240 s)."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo folder."),
         as_json: bool = typer.Option(False, "--json", help="Print demo.json on stdout."),
     ) -> None:
