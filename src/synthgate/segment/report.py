@@ -109,11 +109,11 @@ def plot_png(result: UtilityResult) -> bytes:
         xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(REGIONS))]
         ax.bar(xs, [m.mean[r] for r in REGIONS], width, yerr=[m.sd[r] or 0.0 for r in REGIONS], capsize=3, label=name)
     ax.set_xticks(range(len(REGIONS)), list(REGIONS))
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel("Dice on real test subjects")
     seeds = len(result.config.seeds)
     ax.set_title(f"{result.config.train.net}: {result.counts['real_test_subjects']} test subjects, {seeds} seed(s)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper center", ncol=3, fontsize="small")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
