@@ -14,7 +14,7 @@ import numpy as np
 
 from synthgate.audit.blocks import iter_image_blocks, read_rows
 from synthgate.audit.features import check_finite, hflip, pearson_features
-from synthgate.audit.robust import Warp, align, shift_descriptors, transform_name
+from synthgate.audit.robust import Warp, align, shift_descriptors, transform_name, warp_views
 from synthgate.audit.search import Backend, DbBlock, search_topk
 from synthgate.data.imageset import ImageSet
 
@@ -168,15 +168,34 @@ def score_queries(
         out["topk_flip"][a + ok] = found & (top.indices % m == 1)
         cands = top.indices
         if settings.warps:
-            desc = shift_descriptors(block[ok], index.channels, index.label_channel)
-            dtop = search_topk(desc, index.descriptor_db, k, Backend.TORCH if settings.backend is Backend.BF16
-                               else settings.backend, settings.device, query_groups=groups)
-            cands = np.concatenate([cands, dtop.indices], axis=1)
+            cands = np.concatenate([cands, _descriptor_candidates(block[ok], index, settings, groups)], axis=1)
         for j, qi in enumerate(ok):
             _best_match(out, a + int(qi), block[qi], top.scores[j, 0], top.indices[j, 0], cands[j], index, settings)
         if progress is not None:
             progress(min(n, a + settings.query_block), n)
     return SetScores(n_fallback=n_fallback, **out)
+
+
+def _descriptor_candidates(images: np.ndarray, index: TrainIndex, settings: MatchSettings,
+                           groups: np.ndarray | None) -> np.ndarray:
+    """n x k index entries nearest to each image by shift-invariant descriptor, over the image and its
+    rotations in the warp grid (the descriptor is invariant to shifts, not to rotations)."""
+    views = tuple(w for w in settings.warps if w.scale == 1.0)  # identity first
+    desc = np.concatenate([
+        shift_descriptors(warp_views(img, views), index.channels, index.label_channel) for img in images
+    ])
+    n, r, k = len(images), len(views), settings.k
+    backend = Backend.TORCH if settings.backend is Backend.BF16 else settings.backend
+    top = search_topk(desc, index.descriptor_db, k, backend, settings.device,
+                      query_groups=None if groups is None else np.repeat(groups, r))
+    scores = top.scores.reshape(n, r * k)
+    entries = top.indices.reshape(n, r * k)
+    out = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        order = np.argsort(-scores[i], kind="stable")
+        uniq = list(dict.fromkeys(int(e) for e in entries[i, order] if e >= 0))[:k]
+        out[i, : len(uniq)] = uniq
+    return out
 
 
 def _best_match(out: dict[str, np.ndarray], i: int, query: np.ndarray, pixel_score: float, pixel_entry: int,
@@ -192,7 +211,10 @@ def _best_match(out: dict[str, np.ndarray], i: int, query: np.ndarray, pixel_sco
     out["flip"][i] = pixel_entry % m == 1
     if not settings.warps or pixel_score >= 1.0 - ROBUST_MIN_GAIN:
         return  # nothing to gain: an alignment cannot beat the pixel match by more than ROBUST_MIN_GAIN
-    entries = np.unique(cands[cands >= 0])
+    entries = cands[cands >= 0]
+    if m == 2:
+        entries = np.concatenate([entries, entries ^ 1])  # a mirrored match may hide a rotated plain one
+    entries = np.unique(entries)
     al = align(query, index.read_entries(entries), index.channels, index.label_channel, settings.warps,
                settings.max_shift)
     if al.candidate[0] >= 0 and al.score[0] > pixel_score + ROBUST_MIN_GAIN:

@@ -104,7 +104,7 @@ def _grid(warps: tuple[Warp, ...], c: int, h: int, w: int) -> Any:
     return F.affine_grid(th, [len(warps), c, h, w], align_corners=False)
 
 
-def _warp(x: np.ndarray, warps: tuple[Warp, ...]) -> np.ndarray:
+def warp_views(x: np.ndarray, warps: tuple[Warp, ...]) -> np.ndarray:
     """G x C x H x W: ``x`` (C x H x W) resampled by the inverse of each warp (bilinear, zero fill)."""
     import torch
     import torch.nn.functional as F
@@ -153,7 +153,7 @@ def align(
     label_channel: int | None,
     warps: Sequence[Warp],
     max_shift: int,
-    refine: int = 3,
+    refine: int = 6,
 ) -> Alignment:
     """Best alignment of one query image with its candidate training images.
 
@@ -186,7 +186,7 @@ def align(
     if len(warps) > 1 and len(candidates):
         top = torch.argsort(per_cand, descending=True, stable=True)[:refine].numpy()
         rest = warps[1:]
-        qw = pearson_features(_warp(query, rest), channels, label_channel, np.float32)
+        qw = pearson_features(warp_views(query, rest), channels, label_channel, np.float32)
         winr = _correlate(_spectra(qw.vectors, c, h, w), qw.valid, fc[torch.from_numpy(top)], cf.valid[top], h, w,
                           max_shift)
         if float(winr.max()) > float(win0.max()):
