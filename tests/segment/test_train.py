@@ -97,3 +97,9 @@ def test_training_on_cuda_with_autocast(tumour_set) -> None:  # type: ignore[no-
     result = train_segmenter(data, TrainConfig(epochs=2, batch_size=4, width=4, amp=True), device="cuda")
     assert next(result.model.parameters()).device.type == "cuda"
     assert all(np.isfinite(h["loss"]) for h in result.history)
+
+
+def test_a_last_batch_of_one_slice_is_skipped(tumour_set) -> None:  # type: ignore[no-untyped-def]
+    data = SegmentationData((tumour_set(n_subjects=1, slices=5, size=16),), ("real",))  # 1x1 at the bottom
+    result = train_segmenter(data, TrainConfig(epochs=1, batch_size=4, width=4, val_fraction=0.0, augment=False))
+    assert result.n_train == 5 and np.isfinite(result.history[0]["loss"])

@@ -217,8 +217,10 @@ def train_segmenter(
     model.train()
     for epoch in range(1, config.epochs + 1):
         order = rng.permutation(train_idx)
-        total = 0.0
+        total, seen = 0.0, 0
         for start in range(0, len(order), config.batch_size):
+            if len(order) - start == 1 and start > 0:
+                break  # a last batch of one slice: batch norm needs two (the slice is in the next epoch's draw)
             x, y = data.batch(order[start : start + config.batch_size])
             xb, yb = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             if augment is not None:
@@ -231,7 +233,8 @@ def train_segmenter(
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(x)
-        row = {"epoch": float(epoch), "loss": total / max(len(order), 1)}
+            seen += len(x)
+        row = {"epoch": float(epoch), "loss": total / max(seen, 1)}
         if len(val_idx):
             row["val_dice"] = _val_dice(model, data, val_idx, device, 2 * config.batch_size)
             if best is None or row["val_dice"] > best[0]:
