@@ -60,6 +60,7 @@ def test_writes_exactly_the_specified_files_and_columns(stores: dict[str, Path],
                 "subjects_leaked", "distributions", "test", "settings", "versions"):
         assert key in summary
     assert summary["counts"]["flagged"] == 4 and summary["calibration"]["method"] == "holdout-quantile"
+    assert "too few" in summary["calibration"]["note"]  # 12 holdout images for quantile 0.99
     assert set(summary["distributions"]) == {"synthetic_to_train", "holdout_to_train"}
     printed = json.loads(res.stdout)  # type: ignore[attr-defined]
     assert printed["threshold"] == summary["threshold"]

@@ -43,7 +43,7 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "counts": result.counts,
         "fraction_flagged": result.fraction_flagged,
         "threshold": cal.threshold,
-        "calibration": cal.to_json() | {"null": result.null_name},
+        "calibration": cal.to_json() | {"null": result.null_name, "note": calibration_note(result)},
         "subjects_leaked": {
             "count": len(result.leaked_subjects),
             "fraction": len(result.leaked_subjects) / total if total else 0.0,
@@ -58,6 +58,20 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "settings": result.settings,
         "versions": result.versions,
     }
+
+
+def calibration_note(result: MemorizationResult) -> str:
+    """A plain-language caveat on the calibration (empty when there is none)."""
+    cal = result.calibration
+    n_sub = len(result.train_subjects)
+    if cal.method == "train-subject-disjoint":
+        return (f"no holdout: each training image was scored against the other {n_sub - 1} training subjects, "
+                f"while synthetic images meet all {n_sub}; with few subjects this null is biased low and the "
+                "false-positive rate is higher than stated; audit again with --holdout")
+    if cal.n_null and cal.quantile is not None and cal.n_null + 1 < 1 / (1 - cal.quantile):
+        return (f"{cal.n_null} null scores are too few for quantile {cal.quantile}: the threshold is the null "
+                "maximum; a larger holdout gives a sharper threshold")
+    return ""
 
 
 def _transform_counts(result: MemorizationResult) -> dict[str, int]:
@@ -227,6 +241,7 @@ one flagged copy. Zero-variance synthetic images (not comparable): {result.count
 <p>Threshold {cal.threshold:.6f} ({esc(str(cal.method))}{'' if cal.quantile is None else f', quantile {cal.quantile}'},
 {cal.n_null} null scores from {esc(result.null_name)}); expected false-positive rate per image:
 {'n/a' if cal.expected_false_positive_rate is None else f'{cal.expected_false_positive_rate:.4f}'}.</p>
+<p>{esc(summary['calibration']['note'])}</p>
 <p>Test: {esc(result.test.interpretation)}.</p>
 <h2>Scores</h2>{img(hist)}
 <h2>Top pairs (synthetic | nearest training image | difference)</h2>{img(pairs)}
