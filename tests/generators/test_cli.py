@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from tests.generators.conftest import make_set, tiny_config
 from typer.testing import CliRunner
 
 from synthgate.cli import app
 from synthgate.data.store import read_store, write_store
+from tests.generators.conftest import make_set, tiny_config
 
 runner = CliRunner()
 

@@ -6,11 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from tests.generators.conftest import make_set, tiny_config
 
 from synthgate.data.store import read_store, write_store
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import GeneratorKind, runs, sample_generator, train_generator
+from tests.generators.conftest import make_set, tiny_config
 
 
 def _log(run_dir):

@@ -27,7 +27,7 @@ from synthgate import __version__
 from synthgate.atomic import atomic_write_bytes, atomic_write_text
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError
-from synthgate.generators.codec import ChannelCodec
+from synthgate.generators.codec import ChannelCodec, encoding_order
 from synthgate.generators.config import TrainConfig
 
 CONFIG = "config.json"
@@ -68,8 +68,9 @@ class DataSpec:
 
     @property
     def codec(self) -> ChannelCodec:
-        values = self.label_map.values if self.label_map is not None and self.label_channel is not None else ()
-        return ChannelCodec(self.label_channel, tuple(values))
+        if self.label_map is None or self.label_channel is None:
+            return ChannelCodec(None)
+        return ChannelCodec(self.label_channel, encoding_order(self.label_map))
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -250,4 +250,6 @@ def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) ->
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:
     imgs = spec.codec.decode(trainer.sample(GRID_SEEDS).cpu().numpy())
-    return save_grid(out / runs.GRIDS / f"step-{step:06d}.png", imgs, spec.label_channel, spec.codec.label_values)
+    return save_grid(
+        out / runs.GRIDS / f"step-{step:06d}.png", imgs, spec.label_channel, tuple(sorted(spec.codec.label_values))
+    )
