@@ -29,6 +29,9 @@ def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Itera
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result gets the usual permissions
     old = None
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"

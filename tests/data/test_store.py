@@ -88,3 +88,21 @@ def test_subset_and_select_subjects():
     sub = s.select_subjects(["s1"])
     assert sub.ids == ("img002", "img003")
     np.testing.assert_array_equal(sub.images, s.images[2:4])
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    write_store(make_set(), tmp_path / "st")
+    mode = stat.S_IMODE(os.stat(tmp_path / "st").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask
+
+
+def test_iter_blocks_yields_copies(tmp_path):
+    write_store(make_set(n=4), tmp_path / "st")
+    r = read_store(tmp_path / "st")
+    _, block = next(r.iter_blocks(2))
+    assert not np.shares_memory(block, r.images) and block.flags.writeable

@@ -98,7 +98,8 @@ class ImageSet:
         if block_size < 1:
             raise InputError(f"block_size must be >= 1, got {block_size}")
         for start in range(0, len(self), block_size):
-            yield start, np.asarray(self.images[start : start + block_size], dtype=np.float32)
+            # a copy, not a view: pages of a memory map must not stay referenced after the block
+            yield start, np.array(self.images[start : start + block_size], dtype=np.float32, copy=True)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> ImageSet:
         """A new in-memory set holding the images at ``index`` (in that order)."""
