@@ -254,3 +254,19 @@ def test_public_report_and_provenance(built: dict[str, Any]) -> None:
     for section in ("## Uses", "## Out-of-scope uses", "## Privacy considerations", "## Limitations", "## Citation"):
         assert section in card
     assert "1 of 24 audited images" in card
+
+
+def test_provenance_hashes_the_generator_run(tmp_path: Path) -> None:
+    from synthgate.release.provenance import file_hash, run_hashes
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    (run / "training_images.csv").write_text("id,subject\na,b\n")
+    got = run_hashes({"run": str(run)})
+    assert got == {
+        "checkpoint_sha256": file_hash(run / "checkpoint.pt"),
+        "training_list_sha256": file_hash(run / "training_images.csv"),
+    }
+    assert got["checkpoint_sha256"] == "sha256:" + __import__("hashlib").sha256(b"weights").hexdigest()
+    assert run_hashes({"run": str(tmp_path / "gone")}) == {}

@@ -77,6 +77,18 @@ def scrub(value: Any) -> Any:
     return value
 
 
+def run_hashes(generator: Mapping[str, Any]) -> dict[str, str]:
+    """SHA-256 of the generator run's checkpoint and training-image list, when its run folder is here."""
+    run = generator.get("run") or generator.get("run_dir")
+    out: dict[str, str] = {}
+    if not isinstance(run, str) or not Path(run).is_dir():
+        return out
+    for key, name in (("checkpoint_sha256", "checkpoint.pt"), ("training_list_sha256", "training_images.csv")):
+        if (Path(run) / name).is_file():
+            out[key] = file_hash(Path(run) / name)
+    return out
+
+
 def build_provenance(
     synthetic: ImageSet,
     audit_summary: Mapping[str, Any],
@@ -101,7 +113,7 @@ def build_provenance(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "training_set": {"manifest_hash": manifest or "unknown (pass --train to record it)"},
-        "generator": scrub(generator),
+        "generator": {**scrub(generator), **run_hashes(generator)},
         "synthetic_set": {
             "count_audited": len(synthetic),
             "channels": list(synthetic.channels),
