@@ -39,7 +39,7 @@ def _args(stores: dict[str, Path], out: Path, *extra: str, synthetic: str = "syn
 
 def test_cli_writes_outputs_and_table(stores: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "u"
-    result = runner.invoke(app, _args(stores, out, "--seeds", "2"))
+    result = runner.invoke(app, _args(stores, out, "--seeds", "2", "--threads", "1"))
     assert result.exit_code == 0, result.output
     assert "synthetic / real" in result.stdout and "mixed" in result.stdout
     doc = json.loads((out / "utility.json").read_text())
