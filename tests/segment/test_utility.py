@@ -114,6 +114,10 @@ def test_errors(sets) -> None:  # type: ignore[no-untyped-def]
     unlabelled = replace(sets["synthetic"], label_channel=None, label_map=None)
     with pytest.raises(InputError, match="synthetic set has no label channel"):
         run_utility(unlabelled, sets["train"], sets["test"], config)
+    bad = sets["test"].images.copy()
+    bad[3, 2, 0, 0] = 7.0
+    with pytest.raises(InputError, match="real test set .* label values 7"):
+        run_utility(None, sets["train"], replace(sets["test"], images=bad), config)
     with pytest.raises(UsageError, match="swinunetr"):
         run_utility(None, sets["train"], sets["test"], UtilityConfig.preset(Preset.QUICK, "swinunetr"))
 

@@ -33,8 +33,9 @@ def targets_from_labels(labels: np.ndarray, label_map: LabelMap) -> np.ndarray:
     return np.stack([label_map.region_mask(labels, r) for r in REGIONS], axis=1).astype(np.uint8)
 
 
-def check_labelled(s: ImageSet, name: str, block_size: int = 512) -> None:
-    """Raise :class:`InputError` unless ``s`` is non-empty, labelled, and its labels fit its label map."""
+def check_labelled(s: ImageSet, name: str, block_size: int = 512, scan: bool = True) -> None:
+    """Raise :class:`InputError` unless ``s`` is non-empty, labelled, and (with ``scan``) its labels fit its
+    label map."""
     require_nonempty(s, name)
     if s.label_channel is None or s.label_map is None:
         raise InputError(
@@ -44,7 +45,7 @@ def check_labelled(s: ImageSet, name: str, block_size: int = 512) -> None:
         )
     if not s.image_channels:
         raise InputError(f"{name} holds only the label channel; it needs at least one image channel")
-    for start in range(0, len(s), block_size):
+    for start in range(0, len(s) if scan else 0, block_size):
         block = np.asarray(s.images[start : start + block_size, s.label_channel], dtype=np.float32)
         check_label_values(block, s.label_map, f"{name} (images {start}..{start + len(block) - 1})")
 
@@ -56,17 +57,20 @@ class SegmentationData:
     Attributes:
         sets: the sets, compatible in channels and size.
         names: a short name per set (``"synthetic"``, ``"real-train"``), used in messages.
+        check_labels: scan every label value against the label map (a pass over the label channel; callers that
+            already checked the sets pass ``False``).
     """
 
     sets: tuple[ImageSet, ...]
     names: tuple[str, ...]
+    check_labels: bool = True
     _offsets: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.sets or len(self.sets) != len(self.names):
             raise InputError("SegmentationData needs one name per set and at least one set")
         for s, name in zip(self.sets, self.names, strict=True):
-            check_labelled(s, name)
+            check_labelled(s, name, scan=self.check_labels)
         for s, name in zip(self.sets[1:], self.names[1:], strict=True):
             check_compatible(self.sets[0], s, self.names[0], name)
         object.__setattr__(self, "_offsets", np.cumsum([0] + [len(s) for s in self.sets]))

@@ -146,13 +146,16 @@ def evaluate_subjects(
     device: str = "cpu",
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    check_labels: bool = True,
 ) -> list[SubjectDice]:
     """Dice per subject of ``model`` on a labelled test set (its slices restacked by subject).
+
+    ``check_labels=False`` skips the scan of the label values (for a set the caller already checked).
 
     Raises:
         InputError: the set is unlabelled or a subject has two images at one slice index.
     """
-    data = SegmentationData((test,), ("real-test",))
+    data = SegmentationData((test,), ("real-test",), check_labels=check_labels)
     check_slice_order(test.subjects, test.slice_index, "real test set")
     acc = DiceAccumulator(test.subject_ids)
     was_training = model.training
