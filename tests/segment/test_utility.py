@@ -39,7 +39,12 @@ def test_separable_phantom_reaches_high_dice(sets) -> None:  # type: ignore[no-u
 def all_modes(sets):  # type: ignore[no-untyped-def]
     """All three modes, two seeds, one epoch each: the bookkeeping, not the learning."""
     config = separable_config(epochs=1, seeds=(0, 1), mode="all", val_fraction=0.0)
-    return run_utility(sets["synthetic"], sets["train"], sets["test"], config)
+    calls: list[tuple[int, int]] = []
+    result = run_utility(
+        sets["synthetic"], sets["train"], sets["test"], config, progress=lambda d, n: calls.append((d, n))
+    )
+    assert calls == [(k, 6) for k in range(1, 7)]  # 3 modes x 2 seeds x 1 epoch
+    return result
 
 
 def test_all_modes_bookkeeping(all_modes) -> None:  # type: ignore[no-untyped-def]
