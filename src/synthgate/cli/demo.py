@@ -74,6 +74,12 @@ def _render(result: object) -> None:
             f"{a['leaked_subjects']} training subject(s) leaked",
             highlight=False,
         )
+        if result.scenario == "memorizing" and a["flagged"] == 0 and gen:
+            err.print(
+                f"[yellow]note:[/] the generator copied no training image within its budget ({gen['steps']} of "
+                f"{gen['planned_steps']} steps); give it more --generator-seconds to see the memorization checks fail",
+                highlight=False,
+            )
     if "utility_ratio" in facts:
         err.print(f"utility (synthetic/real Dice): {facts['utility_ratio']}", highlight=False)
     if result.missing:
