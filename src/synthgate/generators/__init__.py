@@ -4,7 +4,7 @@ The label channel is generated jointly with the MR channels and decoded to valid
 synthetic image comes with its segmentation. Presets (:class:`Preset`):
 
 * ``tiny``: 32-64 px on a CPU in minutes (tests, the demo);
-* ``memorize``: the tiny model on 6 training images for long enough to copy them (the study's finding);
+* ``memorize``: the tiny model on 4 training images for long enough to copy them (the study's finding);
 * ``paper``: the study's scale, 256 px and 4000 diffusion steps, for a GPU.
 
 Importing this package does not import torch; ``train_generator``, ``sample_generator`` and the result types

@@ -280,13 +280,13 @@ _PRESETS: dict[tuple[GeneratorKind, Preset], TrainConfig] = {
     (GeneratorKind.DIFFUSION, Preset.MEMORIZE): TrainConfig(
         kind=GeneratorKind.DIFFUSION,
         model=DiffusionConfig(prediction=Prediction.V),
-        steps=1500,
+        steps=3000,
         batch_size=8,
         lr=2e-3,
         ema_decay=0.99,
-        max_images=6,
-        grid_every=500,
-        checkpoint_every=500,
+        max_images=4,
+        grid_every=1000,
+        checkpoint_every=250,
     ),
     (GeneratorKind.DIFFUSION, Preset.PAPER): TrainConfig(
         kind=GeneratorKind.DIFFUSION,
