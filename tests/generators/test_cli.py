@@ -123,3 +123,11 @@ def test_failure_exit_codes(tmp_path):
     assert r.exit_code == 5, r.output
     r = runner.invoke(app, ["generators", "sample", str(store), "--n", "2", "--out", str(store)])
     assert r.exit_code == 2, r.output
+
+
+def test_generator_cli_and_package_import_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, synthgate.generators, synthgate.cli.generators; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

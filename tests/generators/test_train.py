@@ -119,6 +119,8 @@ def test_input_and_usage_errors(tmp_path):
         train_generator("stylegan2", ok, tmp_path / "x", tiny_config("diffusion"))
     with pytest.raises(InputError, match="resume with the same"):
         train_generator("diffusion", make_set(n=2, size=32), tmp_path / "run", resume=True)
+    with pytest.raises(InputError, match="does not hold the images"):
+        train_generator("diffusion", make_set(n=2, size=16, seed=1).subset([1, 0]), tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="is missing"):
         sample_generator(tmp_path, 2)
     with pytest.raises(UsageError, match="--n"):

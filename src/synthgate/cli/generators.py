@@ -62,6 +62,10 @@ def train(
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images
     )
+    if resume:
+        from synthgate.generators.runs import open_run
+
+        cfg = open_run(run_out).config  # a resumed run keeps its own configuration
     s = load_set(data)
     with progress_bar(f"training {kind}", total=max_steps or cfg.steps) as advance:
 

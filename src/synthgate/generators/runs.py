@@ -107,6 +107,14 @@ def write_training_images(path: Path, ids: Sequence[str], subjects: Sequence[str
     atomic_write_text(path, buf.getvalue())
 
 
+def read_training_ids(path: Path) -> list[str]:
+    """The ids listed in ``training_images.csv`` (empty when the file is missing)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [row["id"] for row in csv.DictReader(fh)]
+
+
 def versions(device: str) -> dict[str, Any]:
     """Versions of what produced a run."""
     import monai

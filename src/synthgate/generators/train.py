@@ -178,8 +178,16 @@ def train_generator(
     cfg = _prepare_run(out, cfg, spec, resume, overwrite)
 
     chosen = _choose(len(data), cfg)
-    x_np = spec.codec.encode(np.asarray(data.images[chosen], dtype=np.float32))
-    x = torch.from_numpy(x_np).to(device)
+    codec = spec.codec
+    for start_block in range(0, len(chosen), 256):  # validate the labels once, block by block
+        codec.encode(np.asarray(data.images[chosen[start_block : start_block + 256]], dtype=np.float32))
+    n_train = len(chosen)
+    chosen_ids = [data.ids[i] for i in chosen]
+    if resume and runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
+        raise InputError(
+            f"--resume: the data does not hold the images {out} was trained on "
+            f"({runs.TRAIN_IMAGES}); resume with the same --data"
+        )
     if not resume:
         runs.write_training_images(
             out / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen], [data.subjects[i] for i in chosen]
@@ -195,15 +203,16 @@ def train_generator(
         start = int(state["step"])
         runs.truncate_log(out / runs.LOG, start)
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    logger.info("training %s on %d images from step %d to %d on %s", kind, len(x), start, total, device)
+    logger.info("training %s on %d images from step %d to %d on %s", kind, n_train, start, total, device)
 
     t0 = time.perf_counter()
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
     while step < total:
-        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen).to(x.device)
-        losses = trainer.step(x[idx], gen, step)
+        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
+        batch = codec.encode(np.asarray(data.images[chosen[idx]], dtype=np.float32))
+        losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
         if not all(math.isfinite(v) for v in losses.values()):
             raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
         step += 1
@@ -240,7 +249,7 @@ def train_generator(
         stopped_by=stopped_by,
         checkpoint=out / runs.CHECKPOINT,
         grids=tuple(grids),
-        n_train=len(x),
+        n_train=n_train,
     )
 
 
