@@ -20,7 +20,8 @@ app = typer.Typer(
 
 
 def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> Any:
-    from synthgate.generators.config import TrainConfig, preset
+    from synthgate.generators.config import TrainConfig
+    from synthgate.generators.presets import preset
 
     if config_file is None:
         return preset(kind, preset_name)

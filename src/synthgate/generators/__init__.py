@@ -23,8 +23,8 @@ from synthgate.generators.config import (
     Schedule,
     StyleGAN2Config,
     TrainConfig,
-    preset,
 )
+from synthgate.generators.presets import preset
 
 if TYPE_CHECKING:
     from synthgate.generators.sample import sample_generator

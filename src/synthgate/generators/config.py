@@ -266,109 +266,6 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-_PRESETS: dict[tuple[GeneratorKind, Preset], TrainConfig] = {
-    (GeneratorKind.DIFFUSION, Preset.TINY): TrainConfig(
-        kind=GeneratorKind.DIFFUSION,
-        model=DiffusionConfig(prediction=Prediction.V),
-        steps=400,
-        batch_size=16,
-        lr=2e-3,
-        ema_decay=0.99,
-        grid_every=200,
-        checkpoint_every=200,
-    ),
-    (GeneratorKind.DIFFUSION, Preset.MEMORIZE): TrainConfig(
-        kind=GeneratorKind.DIFFUSION,
-        model=DiffusionConfig(prediction=Prediction.V),
-        steps=3000,
-        batch_size=8,
-        lr=2e-3,
-        ema_decay=0.99,
-        max_images=4,
-        grid_every=1000,
-        checkpoint_every=250,
-    ),
-    (GeneratorKind.DIFFUSION, Preset.PAPER): TrainConfig(
-        kind=GeneratorKind.DIFFUSION,
-        model=DiffusionConfig(
-            channels=(64, 128, 256, 256, 512),
-            attention_levels=(False, False, False, True, True),
-            num_res_blocks=2,
-            norm_groups=32,
-            head_channels=64,
-            timesteps=4000,
-            schedule=Schedule.LINEAR,
-            sample_steps=250,
-        ),
-        steps=200_000,
-        batch_size=32,
-        lr=1e-4,
-        ema_decay=0.9999,
-        grid_every=5000,
-        checkpoint_every=5000,
-        log_every=100,
-    ),
-    (GeneratorKind.STYLEGAN2, Preset.TINY): TrainConfig(
-        kind=GeneratorKind.STYLEGAN2,
-        model=StyleGAN2Config(z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64),
-        steps=600,
-        batch_size=16,
-        lr=2.5e-3,
-        ema_decay=0.99,
-        grid_every=300,
-        checkpoint_every=300,
-    ),
-    (GeneratorKind.STYLEGAN2, Preset.MEMORIZE): TrainConfig(
-        kind=GeneratorKind.STYLEGAN2,
-        model=StyleGAN2Config(
-            z_dim=64,
-            w_dim=64,
-            mapping_layers=2,
-            channel_base=1024,
-            channel_max=64,
-            diffaugment=False,
-            mirror=False,
-        ),
-        steps=1500,
-        batch_size=8,
-        lr=2.5e-3,
-        ema_decay=0.99,
-        max_images=6,
-        grid_every=500,
-        checkpoint_every=500,
-    ),
-    (GeneratorKind.STYLEGAN2, Preset.PAPER): TrainConfig(
-        kind=GeneratorKind.STYLEGAN2,
-        model=StyleGAN2Config(
-            z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512, r1_gamma=1.0
-        ),
-        steps=100_000,
-        batch_size=32,
-        lr=2.5e-3,
-        ema_decay=0.999,
-        grid_every=5000,
-        checkpoint_every=5000,
-        log_every=100,
-    ),
-}
-
-
-def preset(kind: GeneratorKind | str, name: Preset | str = Preset.TINY) -> TrainConfig:
-    """The named preset configuration of a generator kind.
-
-    Raises:
-        UsageError: unknown kind or preset.
-    """
-    try:
-        key = (GeneratorKind(kind), Preset(name))
-    except ValueError:
-        raise UsageError(
-            f"unknown generator {kind!r} or preset {name!r}; kinds: {', '.join(GeneratorKind)}, "
-            f"presets: {', '.join(Preset)}"
-        ) from None
-    return _PRESETS[key]
-
-
 __all__ = [
     "DiffusionConfig",
     "GeneratorKind",
@@ -378,5 +275,4 @@ __all__ = [
     "Schedule",
     "StyleGAN2Config",
     "TrainConfig",
-    "preset",
 ]

@@ -17,8 +17,9 @@ import torch
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import runs
-from synthgate.generators.config import DiffusionConfig, GeneratorKind, TrainConfig, preset
+from synthgate.generators.config import DiffusionConfig, GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
+from synthgate.generators.presets import preset
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.trainers import Trainer, make_trainer
 
