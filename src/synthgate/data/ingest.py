@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -119,39 +119,57 @@ def _store_meta(plan: CohortPlan, config: IngestConfig, cohort_spacing: tuple[fl
     }
 
 
-def slice_cohort(cohort: Path, config: IngestConfig, on_error: OnError = OnError.RAISE,
-                 progress: Callable[[int, int], None] | None = None) -> ImageSet:
-    """Slice a whole cohort into one in-memory set (no split); for ingest into stores use :func:`ingest_cohort`."""
-    plan = plan_cohort(Path(cohort), config)
-    blocks: list[np.ndarray] = []
-    ids: list[str] = []
-    subjects: list[str] = []
-    slices: list[int] = []
-    skipped: list[Skipped] = []
-    spacing = None
+@dataclass(frozen=True)
+class SlicedSubject:
+    """One subject's slices: N x C x H x W images and the axial index of each."""
+
+    subject: str
+    images: np.ndarray
+    slice_index: np.ndarray
+    spacing: tuple[float, float, float]
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.subject}_z{k:03d}" for k in self.slice_index]
+
+
+def iter_sliced_subjects(plan: CohortPlan, config: IngestConfig, on_error: OnError, skipped: list[Skipped],
+                         progress: Callable[[int, int], None] | None = None) -> Iterator[SlicedSubject]:
+    """Load, validate and slice the plan's subjects one at a time.
+
+    An invalid subject raises, or with ``on_error="skip"`` is appended to ``skipped`` and passed over.
+    """
     for i, sf in enumerate(plan.subjects):
         try:
             vol = load_subject(sf, plan.label_map) if plan.label_map else _load_unlabelled(sf)
         except InputError as e:
-            if on_error is OnError.SKIP:
-                skipped.append(Skipped(str(sf.folder), str(e)))
-                continue
-            raise
-        spacing = spacing or vol.spacing
+            if on_error is not OnError.SKIP:
+                raise
+            logger.warning("skipping subject %s: %s", sf.subject, e)
+            skipped.append(Skipped(str(sf.folder), str(e)))
+            continue
         img, z = slice_subject(vol, plan.sequences, config, plan.has_label)
-        blocks.append(img)
-        ids += [f"{sf.subject}_z{k:03d}" for k in z]
-        subjects += [sf.subject] * len(z)
-        slices += [int(k) for k in z]
+        yield SlicedSubject(sf.subject, img, z, vol.spacing)
         if progress:
             progress(i + 1, len(plan.subjects))
+
+
+def slice_cohort(cohort: Path, config: IngestConfig, on_error: OnError = OnError.RAISE,
+                 progress: Callable[[int, int], None] | None = None) -> ImageSet:
+    """Slice a whole cohort into one in-memory set (no split); for ingest into stores use :func:`ingest_cohort`."""
+    plan = plan_cohort(Path(cohort), config)
+    skipped: list[Skipped] = []
+    parts = list(iter_sliced_subjects(plan, config, on_error, skipped, progress))
     c = len(plan.channels)
-    images = np.concatenate(blocks) if blocks else np.zeros((0, c, config.size, config.size), np.float32)
-    meta = _store_meta(plan, config, spacing)
+    images = (np.concatenate([p.images for p in parts]) if parts
+              else np.zeros((0, c, config.size, config.size), np.float32))
+    meta = _store_meta(plan, config, parts[0].spacing if parts else None)
     return ImageSet(
-        images=images, ids=tuple(ids), subjects=tuple(subjects), channels=plan.channels,
+        images=images, ids=tuple(i for p in parts for i in p.ids),
+        subjects=tuple(p.subject for p in parts for _ in p.slice_index), channels=plan.channels,
         label_channel=meta["label_channel"], label_map=plan.label_map,
-        slice_index=np.asarray(slices, dtype=np.int64), sources=("real",) * len(ids),
+        slice_index=np.concatenate([p.slice_index for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64),
+        sources=("real",) * len(images),
         meta={k: v for k, v in meta.items() if k not in ("label_channel", "label_map")},
         skipped=tuple(skipped),
     )
@@ -214,22 +232,11 @@ def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | No
         writers = {name: StoreWriter(tmp / name, plan.channels, config.dtype) for name in SPLITS if assignment[name]}
         kept_subjects: dict[str, set[str]] = {name: set() for name in writers}
         spacing = None
-        for i, sf in enumerate(plan.subjects):
-            try:
-                vol = load_subject(sf, plan.label_map) if plan.label_map else _load_unlabelled(sf)
-            except InputError as e:
-                if mode is OnError.SKIP:
-                    logger.warning("skipping subject %s: %s", sf.subject, e)
-                    skipped.append(Skipped(str(sf.folder), str(e)))
-                    continue
-                raise
-            spacing = spacing or vol.spacing
-            img, z = slice_subject(vol, plan.sequences, config, plan.has_label)
-            name = split_of[sf.subject]
-            writers[name].append(img, [f"{sf.subject}_z{k:03d}" for k in z], sf.subject, z, "real")
-            kept_subjects[name].add(sf.subject)
-            if progress:
-                progress(i + 1, len(plan.subjects))
+        for part in iter_sliced_subjects(plan, config, mode, skipped, progress):
+            spacing = spacing or part.spacing
+            name = split_of[part.subject]
+            writers[name].append(part.images, part.ids, part.subject, part.slice_index, "real")
+            kept_subjects[name].add(part.subject)
         if len(skipped) == len(plan.subjects):
             raise InputError(f"{cohort}: every subject was invalid and skipped; nothing to ingest")
         meta = _store_meta(plan, config, spacing)
