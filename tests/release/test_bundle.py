@@ -270,3 +270,21 @@ def test_provenance_hashes_the_generator_run(tmp_path: Path) -> None:
     }
     assert got["checkpoint_sha256"] == "sha256:" + __import__("hashlib").sha256(b"weights").hexdigest()
     assert run_hashes({"run": str(tmp_path / "gone")}) == {}
+
+
+
+def test_reaudit_catches_a_shifted_copy_the_pixel_score_misses(phantom_stores: Path) -> None:
+    """A copy shifted by 3 pixels (9 % of the side) escapes a pixel-aligned Pearson check; verify --train doesn't."""
+    from synthgate.data.readers import load_set
+    from synthgate.release.reaudit import reaudit_bundle
+
+    train = load_set(phantom_stores / "train").subset(range(0, 40, 2))
+    holdout = load_set(phantom_stores / "holdout").subset([0, 5])
+    x = np.concatenate([np.array(holdout.images), np.zeros_like(train.images[:1])])
+    x[2, :, 3:, :] = train.images[7, :, :-3, :]  # the training image moved down 3 pixels, zero filled
+    img_ch = list(train.image_channels)
+    pixel_r = np.mean([np.corrcoef(x[2, c].ravel(), train.images[7, c].ravel())[0, 1] for c in img_ch])
+    assert pixel_r < 0.9  # the pixel-aligned score does not see the copy
+    res = reaudit_bundle(train, x[:, img_ch], x[:, train.label_channel], threshold=0.97)
+    assert res.scores[2] >= 0.97 and res.nearest[2] == 7
+    assert res.n_flagged == 1  # the unseen subject's slices are not copies

@@ -1,8 +1,12 @@
 """Re-audit a bundle's images against the training set (``release verify --train``).
 
-A second, independent and deliberately simple implementation of the audit score: the channel-averaged
-Pearson correlation over the image channels, maximised over the identity and a horizontal flip, computed
-exactly (float64) block by block. A bundle image scoring at or above the release threshold is a copy.
+Two scorers, and a bundle image is a copy when either reaches the release threshold:
+
+* the memorization audit itself (:func:`synthgate.audit.memorization.run_memorization_audit` at the released
+  threshold), robust to flips, shifts, rotations and zoom;
+* a second, independent and deliberately simple implementation of the score: the channel-averaged Pearson
+  correlation over the image channels, maximised over the identity and a horizontal flip, computed exactly
+  (float64) block by block. It guards the audit's fast paths with a brute-force reference.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import numpy as np
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import InputError
 
-METHOD = "channel-mean Pearson r, identity and horizontal flip, exact float64"
+METHOD = ("memorization audit (flips, shifts, rotations, zoom) and an independent channel-mean Pearson r, "
+          "identity and horizontal flip, exact float64")
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,13 @@ def reaudit_bundle(
     Args:
         train: the training set (its image channels are compared; the label channel is not).
         images: bundle images, N x C x H x W, image channels only, in ``train``'s image-channel order.
-        labels: bundle labels (unused by the score; accepted so callers pass what the bundle holds).
+        labels: bundle labels N x H x W (put back in the label channel for the audit; not scored).
         threshold: score at or above which an image is a copy.
         block_size: training images per block (bounds memory).
 
     Raises:
         InputError: the bundle's images do not match the training set's channels or size.
     """
-    del labels
     img_ch = list(train.image_channels)
     if images.ndim != 4 or images.shape[1:] != (len(img_ch), *train.shape[1:]):
         raise InputError(
@@ -90,6 +94,28 @@ def reaudit_bundle(
             better = v > best
             best[better] = v[better]
             nearest[better] = start + j[better]
+    robust, robust_row = _audit_scores(train, images, labels, threshold)
+    better = np.nan_to_num(robust, nan=-np.inf) > best
+    best[better] = robust[better]
+    nearest[better] = robust_row[better]
     best[~q_valid] = np.nan
     nearest[~q_valid] = -1
     return ReauditResult(scores=best, nearest=nearest, n_flagged=int(np.sum(best >= threshold)))
+
+
+def _audit_scores(train: ImageSet, images: np.ndarray, labels: np.ndarray | None,
+                  threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Best robust audit score and training row of each bundle image (NaN / -1 for a constant image)."""
+    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+
+    n = len(images)
+    full = np.zeros((n, *train.shape), dtype=np.float32)
+    full[:, list(train.image_channels)] = images
+    if train.label_channel is not None and labels is not None:
+        full[:, train.label_channel] = labels.reshape(n, *train.shape[1:])
+    bundle = ImageSet(
+        images=full, ids=tuple(f"bundle-{i:06d}" for i in range(n)), subjects=("bundle",) * n,
+        channels=train.channels, label_channel=train.label_channel, label_map=train.label_map,
+    )
+    result = run_memorization_audit(train, bundle, None, MemorizationConfig(threshold=threshold))
+    return result.synthetic.score.astype(np.float64), result.synthetic.train_row.astype(np.int64)
