@@ -24,8 +24,11 @@ def register(app: typer.Typer) -> None:
             help="default: a tiny generator; memorizing: one overfitted on a few images.",
         ),
         device: Device = typer.Option(Device.AUTO, "--device", help="auto: CUDA when available, else CPU."),
+        generator_steps: int | None = typer.Option(
+            None, "--generator-steps", min=1, help="Generator training steps (default 2000; memorizing 3000)."
+        ),
         generator_seconds: float | None = typer.Option(
-            None, "--generator-seconds", min=1, help="Generator training budget (default 180 s; memorizing 240 s)."
+            None, "--generator-seconds", min=1, help="Generator training time budget (default 420 s)."
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo folder."),
         as_json: bool = typer.Option(False, "--json", help="Print demo.json on stdout."),
@@ -39,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from synthgate.release.demo import DemoConfig, run_demo
 
         dev = resolve_device(device)
-        config = DemoConfig(scenario=scenario, generator_seconds=generator_seconds)
+        config = DemoConfig(scenario=scenario, generator_steps=generator_steps, generator_seconds=generator_seconds)
         result = run_demo(
             out_dir,
             config,
