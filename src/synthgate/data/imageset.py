@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -61,8 +62,7 @@ class ImageSet:
         if self.label_channel is not None and not 0 <= self.label_channel < c:
             raise InputError(f"label channel {self.label_channel} out of range for {c} channels")
         if len(set(self.ids)) != n:
-            seen: set[str] = set()
-            dup = next(i for i in self.ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            dup = next(i for i, count in Counter(self.ids).items() if count > 1)
             raise InputError(f"duplicate image id {dup!r}; ids must be unique within a set")
         for name in ("slice_index", "seeds"):
             arr = getattr(self, name)

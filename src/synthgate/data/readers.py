@@ -13,7 +13,6 @@ import logging
 import os
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,13 +138,6 @@ def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_s
         sources=("file",) * len(ids),
         skipped=tuple(skipped),
     )
-
-
-@dataclass(frozen=True)
-class SetKind:
-    """What :func:`detect_set_kind` found at a path."""
-
-    kind: str  # "store" | "images" | "brats"
 
 
 def detect_set_kind(path: Path) -> str:

@@ -39,20 +39,34 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p / META).is_file() and (p / IMAGES).is_file()
 
 
-def _meta_for(s: ImageSet, dtype: np.dtype[Any]) -> dict[str, Any]:
-    meta = dict(s.meta)
-    meta.update(
+def _check_dtype(dtype: str) -> np.dtype[Any]:
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"store dtype must be float32 or float16, got {dtype!r}")
+    return np.dtype(dtype)
+
+
+def _write_meta(path: Path, meta: dict[str, Any], channels: tuple[str, ...], shape: tuple[int, ...],
+                dtype: np.dtype[Any]) -> None:
+    """Write ``meta.json``: ``meta`` (label channel and map included) plus the store's own fields."""
+    full = dict(meta)
+    full.update(
         {
             "format": STORE_FORMAT,
             "synthgate_version": __version__,
-            "channels": list(s.channels),
-            "label_channel": s.label_channel,
-            "label_map": None if s.label_map is None else s.label_map.to_json(),
-            "shape": [len(s), *s.shape],
+            "channels": list(channels),
+            "shape": list(shape),
             "dtype": str(dtype),
         }
     )
-    return meta
+    (path / META).write_text(json.dumps(full, indent=2) + "\n")
+
+
+def _write_index(path: Path, rows: Iterable[tuple[str, str, int, str, int]]) -> None:
+    """Write ``index.csv`` from ``(id, subject, slice_index, source, seed)`` rows."""
+    with (path / INDEX).open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(INDEX_COLUMNS)
+        w.writerows(rows)
 
 
 def write_store(
@@ -68,30 +82,27 @@ def write_store(
         overwrite: replace an existing folder.
         block_size: images copied per block (bounds memory when ``s`` is memory-mapped).
     """
-    if dtype not in ("float32", "float16"):
-        raise UsageError(f"store dtype must be float32 or float16, got {dtype!r}")
-    np_dtype = np.dtype(dtype)
+    np_dtype = _check_dtype(dtype)
     with atomic_dir(path, overwrite=overwrite) as tmp:
         arr = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np_dtype, shape=s.images.shape)
         for start, block in s.iter_blocks(block_size):
             arr[start : start + len(block)] = block
         arr.flush()
         del arr
-        _write_index(tmp / INDEX, s)
-        (tmp / META).write_text(json.dumps(_meta_for(s, np_dtype), indent=2) + "\n")
+        _write_index(tmp, _index_rows(s))
+        meta = {**s.meta, "label_channel": s.label_channel,
+                "label_map": None if s.label_map is None else s.label_map.to_json()}
+        _write_meta(tmp, meta, s.channels, s.images.shape, np_dtype)
     return Path(path)
 
 
-def _write_index(path: Path, s: ImageSet) -> None:
+def _index_rows(s: ImageSet) -> Iterable[tuple[str, str, int, str, int]]:
     n = len(s)
     slices = s.slice_index if s.slice_index is not None else np.full(n, -1)
     seeds = s.seeds if s.seeds is not None else np.full(n, -1)
     sources: Iterable[str] = s.sources if s.sources is not None else ("",) * n
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(INDEX_COLUMNS)
-        for row in zip(s.ids, s.subjects, slices, sources, seeds, strict=True):
-            w.writerow([row[0], row[1], int(row[2]), row[3], int(row[4])])
+    for row in zip(s.ids, s.subjects, slices, sources, seeds, strict=True):
+        yield row[0], row[1], int(row[2]), row[3], int(row[4])
 
 
 def read_store(path: str | os.PathLike[str], mmap: bool = True) -> ImageSet:
@@ -152,12 +163,10 @@ class StoreWriter:
     """
 
     def __init__(self, path: Path, channels: tuple[str, ...], dtype: str = "float32") -> None:
-        if dtype not in ("float32", "float16"):
-            raise UsageError(f"store dtype must be float32 or float16, got {dtype!r}")
+        self.dtype = _check_dtype(dtype)
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=False)
         self.channels = channels
-        self.dtype = np.dtype(dtype)
         self._raw = (self.path / "images.raw").open("wb")
         self._hw: tuple[int, int] | None = None
         self._n = 0
@@ -197,19 +206,6 @@ class StoreWriter:
                 while chunk := src.read(1 << 24):
                     fh.write(chunk)
         raw.unlink()
-        with (self.path / INDEX).open("w", newline="") as fh:
-            w_ = csv.writer(fh)
-            w_.writerow(INDEX_COLUMNS)
-            w_.writerows(self._rows)
-        full = dict(meta)
-        full.update(
-            {
-                "format": STORE_FORMAT,
-                "synthgate_version": __version__,
-                "channels": list(self.channels),
-                "shape": list(shape),
-                "dtype": str(self.dtype),
-            }
-        )
-        (self.path / META).write_text(json.dumps(full, indent=2) + "\n")
+        _write_index(self.path, self._rows)
+        _write_meta(self.path, meta, self.channels, shape, self.dtype)
         return self._n
