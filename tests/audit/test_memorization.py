@@ -5,7 +5,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from synthgate.audit.blocks import iter_image_blocks, read_rows
 from synthgate.audit.memorization import (
     MemorizationConfig,
     Transform,
@@ -179,21 +178,6 @@ def test_plan_blocks_respects_budget() -> None:
     assert nq * 2 * nb * 8 <= 0.2 * (64 << 20)
     big_nb, _ = plan_blocks(1 << 30, 5, d, 64 * 64, flips=True)
     assert big_nb > nb
-
-
-def test_block_reader_matches_memory_map(tmp_path, train_set: ImageSet) -> None:  # type: ignore[no-untyped-def]
-    store = read_store(write_store(train_set, tmp_path / "s", dtype="float16"))
-    blocks = list(iter_image_blocks(store, 5))
-    assert [s for s, _ in blocks] == list(range(0, 24, 5))
-    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), np.asarray(store.images, np.float32))
-    np.testing.assert_array_equal(read_rows(store, [7, 2, 7]), np.asarray(store.images[[7, 2, 7]], np.float32))
-    assert blocks[0][1].dtype == np.float32
-    # a slice of the memory map keeps the parent's file offset: the reader must not read from row 0
-    part = store.subset([]).__class__(images=store.images[3:9], ids=store.ids[3:9], subjects=store.subjects[3:9],
-                                      channels=store.channels, label_channel=store.label_channel)
-    got = np.concatenate([b for _, b in iter_image_blocks(part, 4)])
-    np.testing.assert_array_equal(got, np.asarray(store.images[3:9], np.float32))
-    np.testing.assert_array_equal(read_rows(part, [0, 5]), np.asarray(store.images[[3, 8]], np.float32))
 
 
 def test_include_label_changes_the_similarity(train_set: ImageSet, holdout_set: ImageSet) -> None:

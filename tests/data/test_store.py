@@ -106,3 +106,18 @@ def test_iter_blocks_yields_copies(tmp_path):
     r = read_store(tmp_path / "st")
     _, block = next(r.iter_blocks(2))
     assert not np.shares_memory(block, r.images) and block.flags.writeable
+
+
+def test_block_reader_matches_memory_map(tmp_path):
+    store = read_store(write_store(make_set(n=24), tmp_path / "s", dtype="float16"))
+    blocks = list(store.iter_blocks(5))
+    assert [s for s, _ in blocks] == list(range(0, 24, 5))
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), np.asarray(store.images, np.float32))
+    np.testing.assert_array_equal(store.read_rows([7, 2, 7]), np.asarray(store.images[[7, 2, 7]], np.float32))
+    assert blocks[0][1].dtype == np.float32
+    # a slice of the memory map keeps the parent's file offset: the reader must not read from row 0
+    part = ImageSet(images=store.images[3:9], ids=store.ids[3:9], subjects=store.subjects[3:9],
+                    channels=store.channels, label_channel=store.label_channel)
+    got = np.concatenate([b for _, b in part.iter_blocks(4)])
+    np.testing.assert_array_equal(got, np.asarray(store.images[3:9], np.float32))
+    np.testing.assert_array_equal(part.read_rows([0, 5]), np.asarray(store.images[[3, 8]], np.float32))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthgate.audit.blocks import iter_image_blocks, read_rows
 from synthgate.audit.features import check_finite, hflip, pearson_features
 from synthgate.audit.robust import Warp, align, shift_descriptors, transform_name, warp_views
 from synthgate.audit.search import Backend, DbBlock, search_topk
@@ -42,7 +41,7 @@ class TrainIndex:
 
     def _blocks(self, make: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> Iterator[DbBlock]:
         m = self.per_image
-        for start, block in iter_image_blocks(self.train, self.block_size):
+        for start, block in self.train.iter_blocks(self.block_size):
             check_finite(block, self.train.ids, start, self.set_name)
             versions = [block, hflip(block)] if self.flips else [block]
             made = [make(b) for b in versions]
@@ -72,7 +71,7 @@ class TrainIndex:
     def read_entries(self, entries: np.ndarray) -> np.ndarray:
         """Training images of index entries (mirrored where the entry is a mirror)."""
         rows = entries // self.per_image
-        imgs = read_rows(self.train, rows)
+        imgs = self.train.read_rows(rows)
         flip = (entries % self.per_image) == 1
         imgs[flip] = imgs[flip][..., ::-1]
         return imgs
@@ -151,7 +150,7 @@ def score_queries(
     n_fallback = 0
     for a in range(0, n, settings.query_block):
         sel = rows[a : a + settings.query_block]
-        block = read_rows(queries, sel)
+        block = queries.read_rows(sel)
         check_finite(block, [queries.ids[i] for i in sel], 0, set_name)
         feats = pearson_features(block, index.channels, index.label_channel)
         ok = np.flatnonzero(feats.valid)

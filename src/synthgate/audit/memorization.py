@@ -248,10 +248,9 @@ def run_memorization_audit(
 
 def _count_zero_variance(s: ImageSet, channels: tuple[int, ...], block: int) -> int:
     """Images of ``s`` that no search can match (a compared image channel is constant)."""
-    from synthgate.audit.blocks import iter_image_blocks
     from synthgate.audit.matching import valid_images
 
-    return sum(int((~valid_images(b, channels, s.label_channel)).sum()) for _, b in iter_image_blocks(s, block))
+    return sum(int((~valid_images(b, channels, s.label_channel)).sum()) for _, b in s.iter_blocks(block))
 
 
 def _versions() -> dict[str, str]:

@@ -13,7 +13,6 @@ from enum import StrEnum
 
 import numpy as np
 
-from synthgate.audit.blocks import read_rows
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 
@@ -93,8 +92,8 @@ def plant_copies(train: ImageSet, n_per_kind: int, kinds: Sequence[CopyKind | st
     kinds_ = [CopyKind(k) for k in kinds]
     rows = rng.choice(len(train), size=(len(kinds_), n_per_kind), replace=len(train) < n_per_kind)
     partners = rng.choice(len(train), size=rows.shape)
-    src = read_rows(train, rows.ravel())
-    oth = read_rows(train, partners.ravel())
+    src = train.read_rows(rows.ravel())
+    oth = train.read_rows(partners.ravel())
     out, ids, sources = [], [], []
     for j, kind in enumerate(kinds_):
         for i in range(n_per_kind):

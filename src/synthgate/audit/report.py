@@ -20,7 +20,6 @@ import numpy as np
 
 from synthgate import __version__
 from synthgate.atomic import atomic_dir
-from synthgate.audit.blocks import read_rows
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.data.imageset import ImageSet
@@ -192,8 +191,8 @@ def _pairs_png(result: MemorizationResult, train: ImageSet, synthetic: ImageSet)
     n = max(1, len(pick))
     fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.2 * n), squeeze=False)
     if len(pick):
-        syn = read_rows(synthetic, pick)[:, c]
-        tr = read_rows(train, result.synthetic.train_row[pick])[:, c]
+        syn = synthetic.read_rows(pick)[:, c]
+        tr = train.read_rows(result.synthetic.train_row[pick])[:, c]
         tr = np.where(result.synthetic.flip[pick][:, None, None], tr[:, :, ::-1], tr)
     for r in range(n):
         for ax in axes[r]:

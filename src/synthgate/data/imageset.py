@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from synthgate.data.blockio import read_blocks, read_rows
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError
 
@@ -93,13 +94,15 @@ class ImageSet:
     def iter_blocks(self, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, block)`` with at most ``block_size`` images each, as float32 copies.
 
-        On a memory-mapped store only one block is in memory at a time.
+        A memory-mapped store is read with plain file reads, so only the current block is resident.
         """
         if block_size < 1:
             raise InputError(f"block_size must be >= 1, got {block_size}")
-        for start in range(0, len(self), block_size):
-            # a copy, not a view: pages of a memory map must not stay referenced after the block
-            yield start, np.array(self.images[start : start + block_size], dtype=np.float32, copy=True)
+        yield from read_blocks(self.images, block_size)
+
+    def read_rows(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The images at ``rows`` (in that order) as a new float32 array, read without touching a memory map."""
+        return read_rows(self.images, rows)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> ImageSet:
         """A new in-memory set holding the images at ``index`` (in that order)."""
