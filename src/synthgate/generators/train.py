@@ -181,7 +181,7 @@ def train_generator(
     chosen = _choose(len(data), cfg)
     codec = spec.codec
     for start_block in range(0, len(chosen), 256):  # validate the labels once, block by block
-        codec.encode(np.asarray(data.images[chosen[start_block : start_block + 256]], dtype=np.float32))
+        codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
     n_train = len(chosen)
     chosen_ids = [data.ids[i] for i in chosen]
     if resume and runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
@@ -212,7 +212,7 @@ def train_generator(
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
     while step < total:
         idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-        batch = codec.encode(np.asarray(data.images[chosen[idx]], dtype=np.float32))
+        batch = codec.encode(data.read_rows(chosen[idx]))
         losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
         if not all(math.isfinite(v) for v in losses.values()):
             raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")

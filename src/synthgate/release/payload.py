@@ -60,7 +60,7 @@ def release_images(s: ImageSet, keep: Sequence[int], name: str = "--synthetic") 
         InputError: the label channel holds values outside the set's label map.
     """
     idx = np.asarray(keep, dtype=np.int64)
-    block = np.asarray(s.images[idx] if len(idx) else s.images[:0], dtype=np.float32)
+    block = s.read_rows(idx)
     img_ch = list(s.image_channels)
     images = np.ascontiguousarray(block[:, img_ch])
     labels = None

@@ -107,7 +107,7 @@ class SegmentationData:
                 continue
             local = idx[pos] - self._offsets[k]
             order = np.argsort(local, kind="stable")  # sorted reads are faster on a memory map
-            rows = np.asarray(s.images[local[order]], dtype=np.float32)
+            rows = s.read_rows(local[order])
             xs[pos[order]] = rows[:, list(s.image_channels)]
             assert s.label_channel is not None and s.label_map is not None  # checked in __post_init__
             ys[pos[order]] = targets_from_labels(rows[:, s.label_channel], s.label_map)
