@@ -20,6 +20,9 @@ import numpy as np
 from synthgate.errors import InputError, UsageError
 
 
+MAX_NULL_THRESHOLD = 0.9999  # a null this close to 1 holds copies: it would flag nothing
+
+
 class CalibrationMethod(StrEnum):
     """How the threshold was set."""
 
@@ -78,6 +81,14 @@ def calibrate(
         )
     rank = min(n, math.ceil((n + 1) * quantile))  # 1-based
     thr = float(null[rank - 1])
+    if 1.0 < thr <= 1.0 + 1e-6:  # a Pearson r past 1 by rounding: an exact copy
+        thr = 1.0
+    if MAX_NULL_THRESHOLD <= thr <= 1.0:
+        raise InputError(
+            f"the null's {quantile} quantile is {thr:.6f}: unseen images match the training set exactly, so no "
+            "copy could ever be flagged; the null images are copies of training images (check that --holdout "
+            "holds other subjects than --train) or give an explicit --threshold"
+        )
     # a new exchangeable score exceeds thr when its rank among the n + 1 scores is above every null score <= thr
     at_or_below = int(np.searchsorted(null, thr, side="right"))
     fpr = (n + 1 - at_or_below) / (n + 1)

@@ -24,6 +24,7 @@ from synthgate.audit.matching import MatchSettings, SetScores, TrainIndex, score
 from synthgate.audit.robust import make_warps
 from synthgate.audit.search import Backend
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
+from synthgate.data.manifest import check_disjoint
 from synthgate.errors import InputError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ def run_memorization_audit(
     if holdout is not None:
         require_nonempty(holdout, "--holdout")
         check_compatible(train, holdout, "--train", "--holdout")
+        check_disjoint(train, holdout)
     c, h, w = train.shape
     channels = feature_channels(c, train.label_channel, config.include_label)
     if not channels:

@@ -23,6 +23,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.data.imageset import ImageSet
+from synthgate.data.manifest import binding_json
 
 MATCHES_COLUMNS = (
     "synthetic_id", "train_id", "train_subject", "score", "flagged", "transform",
@@ -104,14 +105,18 @@ def matches_rows(result: MemorizationResult, train: ImageSet, synthetic: ImageSe
 
 def write_audit_outputs(
     result: MemorizationResult, out_dir: str | os.PathLike[str], train: ImageSet, synthetic: ImageSet,
-    overwrite: bool = False,
+    overwrite: bool = False, holdout: ImageSet | None = None,
 ) -> Path:
     """Write matches.csv, summary.json, report.html and the plots into ``out_dir`` (atomically).
+
+    summary.json's ``binding`` holds the content hashes of the synthetic, training and holdout images, so that
+    ``release build`` can check it gates exactly the audited images (:mod:`synthgate.data.manifest`).
 
     Raises:
         UsageError: ``out_dir`` exists and ``overwrite`` is false.
     """
     summary = summary_json(result)
+    summary["binding"] = binding_json({"synthetic": synthetic, "train": train, "holdout": holdout})
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         with (tmp / "matches.csv").open("w", newline="") as fh:
             w = csv.writer(fh)

@@ -68,7 +68,7 @@ def memorization(
     with progress_bar("memorization audit") as advance:
         result = run_memorization_audit(train_set, syn_set, hold_set, config,
                                         progress=lambda stage, d, t: advance(d, t, rate=stage))
-    write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
+    write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite, holdout=hold_set)
     if json_out:
         print_json(summary_json(result))
     else:

@@ -70,7 +70,8 @@ def build(
     utility: Path | None = typer.Option(None, "--utility", help="Folder of 'synthgate audit utility'."),
     policy_file: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: the built-in defaults)."),
     out_dir: Path = typer.Option(..., "--out", help="Bundle folder to create (a BagIt bag)."),
-    train: Path | None = typer.Option(None, "--train", help="Training set, to record its manifest hash."),
+    train: Path | None = typer.Option(None, "--train", help="Training set: checked against the audit's hashes."),
+    holdout: Path | None = typer.Option(None, "--holdout", help="Holdout set: checked against the audit's hashes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON on stdout."),
 ) -> None:
@@ -87,8 +88,9 @@ def build(
         err.print("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
     syn = load_set(synthetic)
     tr = load_set(train) if train is not None else None
+    ho = load_set(holdout) if holdout is not None else None
     try:
-        result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr)
+        result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr, holdout=ho)
     except ReleaseRefused as e:
         if as_json:
             print_json(e.decision.to_json())

@@ -21,11 +21,12 @@ from pathlib import Path
 from synthgate import __version__
 from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
+from synthgate.data.manifest import check_binding
 from synthgate.errors import IntegrityError, UsageError
 from synthgate.release.card import render_card
 from synthgate.release.gate import GateDecision, ReleaseRefused, evaluate_gate
 from synthgate.release.hf import write_parquet_shards
-from synthgate.release.inputs import read_audit, read_utility
+from synthgate.release.inputs import SUMMARY, UTILITY, read_audit, read_utility
 from synthgate.release.nnunet import write_nnunet
 from synthgate.release.payload import release_images
 from synthgate.release.policy import ReleasePolicy
@@ -63,6 +64,7 @@ def build_release(
     overwrite: bool = False,
     train: ImageSet | None = None,
     rows_per_shard: int = 1000,
+    holdout: ImageSet | None = None,
 ) -> BuildResult:
     """Gate ``synthetic`` on its audits and write the bundle at ``out``.
 
@@ -73,8 +75,9 @@ def build_release(
         policy: the release rules.
         out: bundle folder to create.
         overwrite: replace an existing ``out``.
-        train: the training set, only to record its manifest hash in the provenance.
+        train: the training set: checked against the audit's record and its manifest hash recorded.
         rows_per_shard: rows per parquet shard.
+        holdout: the holdout set, checked against the audit's record when given.
 
     Returns:
         The bundle path and the decision.
@@ -82,7 +85,7 @@ def build_release(
     Raises:
         ReleaseRefused: a policy check failed (exit 3); nothing is written.
         UsageError: ``out`` exists and ``overwrite`` is false.
-        InputError: unreadable or mismatched audit files.
+        InputError: unreadable or mismatched audit files, or a set that is not the audited one.
         IntegrityError: a public artefact would name a private id (nothing is written).
     """
     out = Path(out)
@@ -93,6 +96,12 @@ def build_release(
     require_nonempty(synthetic, "--synthetic")
     audit = read_audit(audit_dir)
     utility = read_utility(utility_dir) if utility_dir is not None else None
+    check_binding(audit.summary.get("binding"),
+                  {"synthetic": ("--synthetic", synthetic), "train": ("--train", train),
+                   "holdout": ("--holdout", holdout)}, str(audit.path / SUMMARY))
+    if utility is not None:
+        check_binding(utility.data.get("binding"), {"synthetic": ("--synthetic", synthetic)},
+                      str(utility.path / UTILITY))
     decision = evaluate_gate(synthetic.ids, audit, utility, policy)
     if not decision.released:
         raise ReleaseRefused(decision)

@@ -260,7 +260,7 @@ def run_demo(
 
     def audit() -> Any:
         res = run_memorization_audit(train, synthetic, holdout, MemorizationConfig(device=device))
-        return res, write_audit_outputs(res, root / "audit", train, synthetic)
+        return res, write_audit_outputs(res, root / "audit", train, synthetic, holdout=holdout)
 
     audit_result, paths["audit"] = stage("audit")(audit)
     facts["audit"] = {

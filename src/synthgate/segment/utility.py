@@ -23,6 +23,7 @@ import numpy as np
 
 from synthgate import __version__
 from synthgate.data.imageset import ImageSet, check_compatible
+from synthgate.data.manifest import binding_json
 from synthgate.errors import InputError, UsageError
 from synthgate.segment.data import REGIONS, SegmentationData, check_labelled
 from synthgate.segment.evaluate import SubjectDice, check_slice_order, evaluate_subjects
@@ -153,6 +154,7 @@ class UtilityResult:
     device: str
     created: str
     versions: dict[str, str]
+    binding: dict[str, Any] = field(default_factory=dict)  # content hashes of the sets (no real id)
 
 
 def _ratio(num: ModeResult | None, den: ModeResult | None) -> dict[str, float | None]:
@@ -288,4 +290,6 @@ def run_utility(
         device=str(device),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         versions=_versions(),
+        binding=binding_json({"synthetic": synthetic, "real_train": real_train, "real_test": real_test},
+                             public=("real_train", "real_test")),
     )
