@@ -19,7 +19,6 @@ import numpy as np
 
 from synthgate.errors import InputError, UsageError
 
-
 MAX_NULL_THRESHOLD = 0.9999  # a null this close to 1 holds copies: it would flag nothing
 
 

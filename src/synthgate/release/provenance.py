@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from synthgate import __version__
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import set_manifest
