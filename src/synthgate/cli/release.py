@@ -73,6 +73,8 @@ def build(
     train: Path | None = typer.Option(None, "--train", help="Training set: checked against the audit's hashes."),
     holdout: Path | None = typer.Option(None, "--holdout", help="Holdout set: checked against the audit's hashes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out bundle."),
+    allow_real: bool = typer.Option(False, "--allow-real",
+                                    help="Release real (ingested, not generated) images; the card says so."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON on stdout."),
 ) -> None:
     """Evaluate the gate; on a pass write the bundle, on a refusal exit 3 with every failing check."""
@@ -90,7 +92,8 @@ def build(
     tr = load_set(train) if train is not None else None
     ho = load_set(holdout) if holdout is not None else None
     try:
-        result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr, holdout=ho)
+        result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr, holdout=ho,
+                              allow_real=allow_real)
     except ReleaseRefused as e:
         if as_json:
             print_json(e.decision.to_json())

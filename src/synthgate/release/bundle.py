@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from synthgate import __version__
 from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.data.manifest import check_binding
-from synthgate.errors import IntegrityError, UsageError
+from synthgate.errors import InputError, IntegrityError, UsageError
 from synthgate.release.card import render_card
 from synthgate.release.gate import GateDecision, ReleaseRefused, evaluate_gate
 from synthgate.release.hf import write_parquet_shards
@@ -65,6 +67,7 @@ def build_release(
     train: ImageSet | None = None,
     rows_per_shard: int = 1000,
     holdout: ImageSet | None = None,
+    allow_real: bool = False,
 ) -> BuildResult:
     """Gate ``synthetic`` on its audits and write the bundle at ``out``.
 
@@ -78,6 +81,8 @@ def build_release(
         train: the training set: checked against the audit's record and its manifest hash recorded.
         rows_per_shard: rows per parquet shard.
         holdout: the holdout set, checked against the audit's record when given.
+        allow_real: release rows that are real images (ingested from patients), stating it in the card and
+            the public report; without it such a set is refused.
 
     Returns:
         The bundle path and the decision.
@@ -105,6 +110,17 @@ def build_release(
     decision = evaluate_gate(synthetic.ids, audit, utility, policy)
     if not decision.released:
         raise ReleaseRefused(decision)
+    n_real = int(real_rows(synthetic)[list(decision.keep)].sum())
+    if n_real and not allow_real:
+        raise InputError(
+            f"--synthetic: {n_real} of the {len(decision.keep)} images to release are real (ingested from "
+            "patients, not generated); release a generator's sample, or pass --allow-real to release real "
+            "images knowingly (the card and the report will say so)"
+        )
+    if n_real:
+        decision = replace(decision, real_released=n_real, warnings=(*decision.warnings, (
+            f"{n_real} of the {len(decision.keep)} released images are REAL patient images, not synthetic "
+            "(released with --allow-real)"),))
 
     r = release_images(synthetic, decision.keep)
     private = private_strings(audit, utility) - set(r.ids)
@@ -142,6 +158,16 @@ def build_release(
         report_html=out / PAYLOAD / REPORT_HTML,
         report_json=out / PAYLOAD / REPORT_JSON,
     )
+
+
+def real_rows(s: ImageSet) -> np.ndarray:
+    """Rows that are real images: source ``real``, or the whole set when it was ingested and not generated."""
+    n = len(s)
+    if "ingest" in s.meta and "generator" not in s.meta:
+        return np.ones(n, dtype=bool)
+    if s.sources is None:
+        return np.zeros(n, dtype=bool)
+    return np.array([src.strip().lower() == "real" for src in s.sources], dtype=bool)
 
 
 def _make_bag(folder: Path) -> None:

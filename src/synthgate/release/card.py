@@ -99,10 +99,13 @@ def render_card(
     quantile, fpr = _fmt(cal.get("quantile"), 4), _fmt(cal.get("expected_false_positive_rate"), 4)
     n_flag, n_aud, n_rm = counts["flagged_before_removal"], counts["audited"], counts["removed_flagged"]
     n_margin, n_blank = counts["removed_near_threshold"], counts["removed_zero_variance"]
-    warn = "".join(f"\n- Licence warning: {x}" for x in decision.warnings)
+    warn = "".join(f"\n- Warning: {x}" for x in decision.warnings)
+    real = "" if not decision.real_released else (
+        f"\n**WARNING: {decision.real_released} of these {len(r)} images are REAL patient images, not synthetic; "
+        "they were released knowingly with `--allow-real`.**\n")
     body = f"""
 # {policy.dataset_name}
-
+{real}
 Synthetic 2D brain-tumour MR images with tumour labels, made by a generative model trained on real patient
 images, and released by synthgate {__version__} after its memorization and utility checks.
 
