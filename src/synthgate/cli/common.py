@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from synthgate.atomic import Terminated, terminate_as_exception
 from synthgate.errors import ExitCode, SynthgateError, UsageError
 
 P = ParamSpec("P")
@@ -63,6 +64,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             format="%(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        terminate_as_exception()  # SIGTERM unwinds like Ctrl-C: temporaries are removed
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -75,6 +77,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]")
             raise typer.Exit(130) from None
+        except Terminated:
+            err.print("[red]terminated[/]")
+            raise typer.Exit(143) from None
         except Exception as e:
             if debug_enabled():
                 raise
