@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -198,6 +199,11 @@ class StoreWriter:
             self._rows.append((row[0], row[1], int(row[2]), row[3], int(row[4])))
         self._raw.write(np.ascontiguousarray(images, dtype=self.dtype).tobytes())
         self._n += len(images)
+
+    def discard(self) -> None:
+        """Drop what was written: the store is not made."""
+        self._raw.close()
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def close(self, meta: dict[str, Any], size: int) -> int:
         """Finish the store; ``size`` is H = W used when the store is empty. Returns the image count."""
