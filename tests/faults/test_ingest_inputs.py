@@ -34,3 +34,19 @@ def test_row7_skip_writes_no_empty_split_and_reports_skips(phantom_cohort: Path,
     assert record["splits"]["holdout"] == []
     assert {Path(s["path"]).name for s in record["skipped"]} >= set(broken)
     assert leftovers(out) == [out.name]
+
+
+def test_row16_same_patient_under_two_folder_names_is_refused(phantom_cohort: Path, tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort"
+    shutil.copytree(phantom_cohort, cohort)
+    first = sorted(p.name for p in cohort.iterdir())[0]
+    for twin, make_twin in ((first.upper(), lambda d: shutil.copytree(cohort / first, d)),
+                            ("Zlink_0001", lambda d: d.symlink_to(cohort / first, target_is_directory=True))):
+        make_twin(cohort / twin)
+        out = tmp_path / "stores"
+        r = cli("data", "ingest", cohort, "--out", out, "--size", "32")
+        assert r.exit_code == 5, r.output
+        assert first in r.output and twin in r.output and "two splits" in r.output
+        assert leftovers(out) == []
+        p = cohort / twin
+        p.unlink() if p.is_symlink() else shutil.rmtree(p)
