@@ -157,6 +157,8 @@ def binding_json(sets: Mapping[str, ImageSet | None], public: Iterable[str] = ()
     for name, s in sets.items():
         if s is not None:
             out[name] = set_manifest(s).to_json(images=name not in hidden)
+            if name not in hidden:  # private records: the release's privacy guard reads them
+                out[name]["subjects"] = list(s.subject_ids)
     return out
 
 

@@ -123,7 +123,7 @@ def build_release(
             "(released with --allow-real)"),))
 
     r = release_images(synthetic, decision.keep)
-    private = private_strings(audit, utility) - set(r.ids)
+    private = private_strings(audit, utility, (train, holdout)) - set(r.ids)
     report = report_json(decision, audit, utility, policy)
     provenance = build_provenance(
         synthetic,
