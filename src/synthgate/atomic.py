@@ -83,6 +83,31 @@ def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.tmp-{os.getpid()}-"
 
 
+def check_output(target: str | os.PathLike[str], overwrite: bool = False, option: str = "--out") -> None:
+    """Check, before any work, that ``target`` may be written: absent (or ``overwrite``) and its folder writable.
+
+    Writability is probed by creating (and removing) a file, since permission bits do not show a read-only
+    mount or a full quota. Nothing is left behind.
+
+    Raises:
+        UsageError: ``target`` exists without ``overwrite``, or its folder cannot be written (exit 2).
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise UsageError(f"{target} already exists; choose another {option} or pass --overwrite")
+    folder = target.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=_tmp_prefix(target), dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(
+            f"{option} {target}: cannot write in {folder} ({e.strerror}); choose another {option}"
+        ) from None
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` when the block ends without error.
@@ -92,8 +117,7 @@ def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Itera
         SynthgateError: the disk filled up (nothing is left behind).
     """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise UsageError(f"{target} already exists; choose another --out or pass --overwrite")
+    check_output(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from synthgate.atomic import check_output
 from synthgate.cli.audit import app
 from synthgate.cli.common import Device, err, handle_errors, print_json, progress_bar, resolve_device
 from synthgate.errors import UsageError
@@ -60,8 +61,7 @@ def memorization(
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=ts,
                                 include_label=include_label, max_memory=parse_size(max_memory), backend=be,
                                 device=dev)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output(out, overwrite)
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
+from synthgate.atomic import check_output
 from synthgate.cli.audit import app
 from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar
-from synthgate.errors import UsageError
 from synthgate.segment.models import Net
 from synthgate.segment.utility import Mode, Preset
 
@@ -48,8 +48,7 @@ def utility(
     from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
     from synthgate.segment.utility import UtilityConfig, run_utility
 
-    if out_dir.exists() and not overwrite:  # before hours of training, not after
-        raise UsageError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    check_output(out_dir, overwrite)  # before hours of training, not after
     config = UtilityConfig.preset(
         preset,
         net,

@@ -135,10 +135,12 @@ def convert(
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
 ) -> None:
     """Write any set as one slice store (no split), e.g. a folder of PNG or .npy images."""
+    from synthgate.atomic import check_output
     from synthgate.data.ingest import IngestConfig
     from synthgate.data.readers import load_set
     from synthgate.data.store import write_store
 
+    check_output(out_dir, overwrite)
     s = load_set(path, ingest=IngestConfig(size=size), on_error=on_error)
     write_store(s, out_dir, dtype=dtype, overwrite=overwrite)
     out.print(str(out_dir))

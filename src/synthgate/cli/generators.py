@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from synthgate.atomic import check_output
 from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar, resolve_device
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, Preset
@@ -133,8 +134,7 @@ def sample(
     from synthgate.generators.sample import sample_generator
 
     dev = resolve_device(device)
-    if store_out.exists() and not overwrite:
-        raise UsageError(f"{store_out} already exists; choose another --out or pass --overwrite")
+    check_output(store_out, overwrite)
     with progress_bar("sampling", total=n) as advance:
         s = sample_generator(
             run,

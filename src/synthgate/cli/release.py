@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from synthgate.atomic import check_output
 from synthgate.cli.common import err, handle_errors, out, print_json
 from synthgate.errors import IntegrityError, UsageError
 
@@ -83,8 +84,7 @@ def build(
     from synthgate.release.gate import ReleaseRefused
     from synthgate.release.policy import ReleasePolicy, load_policy
 
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    check_output(out_dir, overwrite)
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
         err.print("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
