@@ -10,7 +10,8 @@ import typer
 
 from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar, resolve_device
 from synthgate.errors import UsageError
-from synthgate.generators.config import GeneratorKind, Preset
+from synthgate.generators.config import GeneratorKind
+from synthgate.generators.presets import Preset
 
 app = typer.Typer(
     help="Train a diffusion model or a StyleGAN2-class GAN on a slice store, and sample synthetic stores.",
@@ -21,7 +22,7 @@ app = typer.Typer(
 
 def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> Any:
     from synthgate.generators.config import TrainConfig
-    from synthgate.generators.presets import preset
+    from synthgate.generators.registry import preset
 
     if config_file is None:
         return preset(kind, preset_name)
@@ -57,7 +58,7 @@ def train(
 ) -> None:
     """Train a generator; writes config.json, checkpoint.pt, log.jsonl and PNG sample grids into --out."""
     from synthgate.data.readers import load_set
-    from synthgate.generators.train import TrainProgress, train_generator
+    from synthgate.generators.loop import TrainProgress, train_generator
 
     dev = resolve_device(device)
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
@@ -67,6 +68,8 @@ def train(
         from synthgate.generators.runs import open_run
 
         cfg = open_run(run_out).config  # a resumed run keeps its own configuration
+    if cfg.kind is not kind:
+        raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     s = load_set(data)
     with progress_bar(f"training {kind}", total=max_steps or cfg.steps) as advance:
 
@@ -75,10 +78,9 @@ def train(
             advance(p.step, total=p.total, rate=f"{p.images_per_s:.1f} img/s  loss {loss:.4f}")
 
         result = train_generator(
-            kind,
+            cfg,
             s,
             run_out,
-            cfg,
             device=dev,
             max_steps=max_steps,
             max_time=max_time,
