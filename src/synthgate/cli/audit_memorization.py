@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from synthgate.atomic import check_target
 from synthgate.audit.search import Backend
 from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
@@ -21,7 +22,6 @@ from synthgate.cli.options import (
     Overwrite,
     TransformsOpt,
 )
-from synthgate.errors import UsageError
 
 
 @app.command("memorization")
@@ -56,8 +56,7 @@ def memorization(
     be = Backend.TORCH if backend is Backend.FAISS and dev != "cpu" else backend
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_target(out, overwrite)
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)

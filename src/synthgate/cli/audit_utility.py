@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
+from synthgate.atomic import check_target
 from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
-from synthgate.errors import UsageError
 from synthgate.segment.models import Net
 from synthgate.segment.utility import Mode, Preset
 
@@ -63,8 +63,7 @@ def utility(
     from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
     from synthgate.segment.utility import UtilityConfig, run_utility
 
-    if out_dir.exists() and not overwrite:  # before hours of training, not after
-        raise UsageError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    check_target(out_dir, overwrite)  # before hours of training, not after
     config = UtilityConfig.preset(
         preset,
         net,

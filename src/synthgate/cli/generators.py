@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, DtypeOpt, Json, Out, Overwrite
 from synthgate.data.store import StoreDtype
@@ -139,8 +140,7 @@ def sample(
     from synthgate.generators.sample import sample_generator
 
     dev = resolve_device(device)
-    if store_out.exists() and not overwrite:
-        raise UsageError(f"{store_out} already exists; choose another --out or pass --overwrite")
+    check_target(store_out, overwrite)
     with progress_bar("sampling", total=n) as advance:
         s = sample_generator(
             run,

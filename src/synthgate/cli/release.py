@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
+from synthgate.atomic import check_target
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
 from synthgate.cli.options import Json, Out, Overwrite
 from synthgate.errors import IntegrityError, UsageError
@@ -86,8 +87,7 @@ def build(
     from synthgate.release.gate import ReleaseRefused
     from synthgate.release.policy import ReleasePolicy, load_policy
 
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    check_target(out_dir, overwrite)
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
         say("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")

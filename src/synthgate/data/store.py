@@ -26,6 +26,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError, UsageError
+from synthgate.runtime import read_json
 
 IMAGES = "images.npy"
 INDEX = "index.csv"
@@ -130,10 +131,7 @@ def read_store(path: str | os.PathLike[str], mmap: bool = True) -> ImageSet:
         raise InputError(
             f"{p} is not a slice store (needs {IMAGES} and {META}); write one with 'synthgate data ingest'"
         )
-    try:
-        meta = json.loads((p / META).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{p / META}: not valid JSON ({e}); rewrite the store") from None
+    meta = read_json(p / META, "rewrite the store")
     try:
         images = np.load(p / IMAGES, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as e:

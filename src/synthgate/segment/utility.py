@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import platform
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
@@ -21,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from synthgate import __version__
 from synthgate.data.imageset import ImageSet, check_compatible
 from synthgate.errors import InputError, UsageError
+from synthgate.runtime import versions
 from synthgate.segment.data import REGIONS, SegmentationData, check_labelled
 from synthgate.segment.evaluate import SubjectDice, check_slice_order, evaluate_subjects
 from synthgate.segment.models import Net, check_size
@@ -152,26 +151,13 @@ class UtilityResult:
     subject_map: Mapping[str, str]
     device: str
     created: str
-    versions: dict[str, str]
+    versions: dict[str, str | None]
 
 
 def _ratio(num: ModeResult | None, den: ModeResult | None) -> dict[str, float | None]:
     if num is None or den is None:
         return {r: None for r in REGIONS}
     return {r: (num.mean[r] / den.mean[r] if den.mean[r] > 0 else None) for r in REGIONS}
-
-
-def _versions() -> dict[str, str]:
-    import monai
-    import torch
-
-    return {
-        "synthgate": __version__,
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _summarise(mode: str, runs: list[SeedRun], rows: list[tuple[int, SubjectDice]]) -> ModeResult:
@@ -287,5 +273,5 @@ def run_utility(
         subject_map={v: k for k, v in opaque.items()},
         device=str(device),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        versions=_versions(),
+        versions=versions("torch", "monai", "numpy"),
     )
