@@ -12,7 +12,7 @@ from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
 from synthgate.segment.models import Net
-from synthgate.segment.utility import Mode, Preset
+from synthgate.segment.utility import Mode, UtilityPreset
 
 
 @app.command("utility")
@@ -27,9 +27,9 @@ def utility(
         Mode, typer.Option("--mode", help="Training sources: all = real, synthetic and mixed.")
     ] = Mode.ALL,
     preset: Annotated[
-        Preset,
+        UtilityPreset,
         typer.Option("--preset", help="quick: 2 CPUs at 64 px; study: a GPU at 256 px (100 epochs, 3 seeds)."),
-    ] = Preset.QUICK,
+    ] = UtilityPreset.QUICK,
     seeds: Annotated[
         int | None, typer.Option("--seeds", min=1, help="Runs per mode, seeds 0..N-1 (default: from --preset).")
     ] = None,

@@ -42,7 +42,7 @@ def render_checks(decision: GateDecision) -> None:
 def render_verify(result: VerifyResult) -> None:
     """Verification steps, one line each, on stdout."""
     for c in result.checks:
-        say(f"{c.name}: {c.detail}", "ok  " if c.ok else "FAIL", "green" if c.ok else "bold red", to=out)
+        say(f"{c.name}: {c.detail}", "ok  " if c.passed else "FAIL", "green" if c.passed else "bold red", to=out)
 
 
 @app.command("policy")

@@ -310,5 +310,5 @@ def run_demo(
     facts["released"] = built.n_released
     facts["checks"] = [c.to_json() for c in built.decision.checks]
     verified = stage("verify")(lambda: verify_bundle(built.path, train=train))
-    facts["verify"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in verified.checks]
+    facts["verify"] = [{"name": c.name, "ok": c.passed, "detail": c.detail} for c in verified.checks]
     return finish("release", verified=verified.ok)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from synthgate.atomic import atomic_write_text, check_target
+from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError, UsageError
-
-REGIONS = ("WT", "TC", "ET")
 
 
 class Gating(StrEnum):

@@ -15,8 +15,8 @@ from typing import Any
 
 from synthgate import __version__
 from synthgate.atomic import atomic_dir
+from synthgate.data.labels import REGIONS
 from synthgate.runtime import figure_png, pyplot
-from synthgate.segment.data import REGIONS
 from synthgate.segment.utility import UtilityResult
 
 JSON_NAME = "utility.json"

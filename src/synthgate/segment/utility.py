@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from synthgate.data.imageset import ImageSet, check_compatible
+from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError, UsageError
 from synthgate.runtime import versions
-from synthgate.segment.data import REGIONS, SegmentationData, check_labelled
+from synthgate.segment.data import SegmentationData, check_labelled
 from synthgate.segment.evaluate import SubjectDice, check_slice_order, evaluate_subjects
 from synthgate.segment.models import Net, check_size
-from synthgate.segment.train import TrainConfig, train_segmenter
+from synthgate.segment.train import SegmentTrainConfig, train_segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Mode(StrEnum):
     ALL = "all"
 
 
-class Preset(StrEnum):
+class UtilityPreset(StrEnum):
     """Setting bundles: ``quick`` for 2 CPU cores at 64 px, ``study`` for a GPU at 256 px."""
 
     QUICK = "quick"
@@ -58,7 +59,7 @@ class UtilityConfig:
         eval_batch_size: test slices per forward pass.
     """
 
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: SegmentTrainConfig = field(default_factory=SegmentTrainConfig)
     seeds: tuple[int, ...] = (0,)
     mode: Mode = Mode.ALL
     eval_batch_size: int = 32
@@ -74,12 +75,12 @@ class UtilityConfig:
             raise UsageError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
 
     @classmethod
-    def preset(cls, preset: Preset | str, net: Net | str = Net.UNET, **overrides: Any) -> UtilityConfig:
-        """The settings of a preset for ``net``; ``overrides`` replace ``TrainConfig`` fields or
+    def preset(cls, preset: UtilityPreset | str, net: Net | str = Net.UNET, **overrides: Any) -> UtilityConfig:
+        """The settings of a preset for ``net``; ``overrides`` replace ``SegmentTrainConfig`` fields or
         ``seeds``/``mode``/``eval_batch_size`` (``None`` values are ignored)."""
-        preset, net = Preset(preset), Net(net)
-        if preset is Preset.QUICK:
-            train = TrainConfig(
+        preset, net = UtilityPreset(preset), Net(net)
+        if preset is UtilityPreset.QUICK:
+            train = SegmentTrainConfig(
                 net=net,
                 epochs=20,
                 batch_size=8,
@@ -88,7 +89,7 @@ class UtilityConfig:
             )
             seeds: tuple[int, ...] = (0,)
         else:
-            train = TrainConfig(
+            train = SegmentTrainConfig(
                 net=net,
                 epochs=100,
                 batch_size=32,
@@ -99,9 +100,9 @@ class UtilityConfig:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         top = {k: overrides.pop(k) for k in ("seeds", "mode", "eval_batch_size") if k in overrides}
         top.setdefault("seeds", seeds)
-        unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
+        unknown = set(overrides) - {f.name for f in fields(SegmentTrainConfig)}
         if unknown:
-            raise UsageError(f"unknown utility settings {sorted(unknown)}; see UtilityConfig and TrainConfig")
+            raise UsageError(f"unknown utility settings {sorted(unknown)}; see UtilityConfig and SegmentTrainConfig")
         return cls(train=replace(train, **overrides), **top)
 
     def to_json(self) -> dict[str, Any]:
