@@ -36,15 +36,16 @@ def memorization(
                                    help="Geometric transforms searched (comma list; 'none' for pixel Pearson)."),
     include_label: bool = typer.Option(False, "--include-label", help="Compare the label channel too."),
     max_memory: str = typer.Option("2G", "--max-memory", help="Memory budget, e.g. 512M, 2G."),
-    backend: str = typer.Option("faiss", "--backend", help="Candidate search: faiss | torch | bf16."),
+    backend: str = typer.Option("torch", "--backend", help="Candidate search: torch | faiss | bf16 (same results)."),
     device: Device = typer.Option(Device.AUTO, "--device", help="auto | cpu | cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json on stdout."),
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence."""
-    from synthgate.audit.memorization import MemorizationConfig, Transform, run_memorization_audit
+    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
     from synthgate.audit.report import summary_json, write_audit_outputs
-    from synthgate.audit.search import Backend
+    from synthgate.audit.search import Backend, resolve_backend
+    from synthgate.audit.transforms import Transform
     from synthgate.data.readers import load_set
 
     names = [t.strip() for t in transforms.split(",") if t.strip() and t.strip() != "none"]
@@ -55,8 +56,7 @@ def memorization(
         raise UsageError(f"{e}; --transforms takes {[t.value for t in Transform]}, "
                          f"--backend takes {[b.value for b in Backend]}") from None
     dev = resolve_device(device)
-    if be is Backend.FAISS and dev != "cpu":
-        be = Backend.TORCH
+    be = resolve_backend(be, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=ts,
                                 include_label=include_label, max_memory=parse_size(max_memory), backend=be,
                                 device=dev)
