@@ -128,20 +128,33 @@ def align_block(
         col = torch.where(better, col_w, col)
         arg = torch.where(better, arg_w, arg)
         g_best = torch.where(better, g + 1, g_best)
-    score_np = score.double().cpu().numpy()
     col_np, arg_np, g_np = col.cpu().numpy(), arg.cpu().numpy(), g_best.cpu().numpy()
     grid = (warps[0], *rest) if warps and warps[0].identity else (Warp(0.0, 1.0), *rest)
-    for i in range(n):
-        if not np.isfinite(score_np[i]):
-            continue
+    found = torch.isfinite(score).cpu().numpy()
+    for i in np.flatnonzero(found):
         wp = grid[int(g_np[i])]
         dy = int(arg_np[i]) // (2 * s[1] + 1) - s[0]
         dx = int(arg_np[i]) % (2 * s[1] + 1) - s[1]
+        j = int(inv[i, int(col_np[i])]) - int(has_none)
         ty, tx = forward_shift(wp.angle_deg, wp.scale, dy, dx)
-        out.score[i] = score_np[i]
+        out.score[i] = aligned_score(queries[i], feats[j], wp, dy, dx)
         out.entry[i] = entries[i, int(col_np[i])]
         out.angle_deg[i] = wp.angle_deg
         out.scale[i] = wp.scale
         out.shift_y[i] = ty + 0.0  # no negative zero
         out.shift_x[i] = tx + 0.0
     return out
+
+
+def aligned_score(query: Any, candidate: Any, warp: Warp, dy: int, dx: int) -> float:
+    """Pearson r of one query, warped back by ``warp``, with the candidate moved by ``-(dy, dx)`` (circularly),
+    summed in float64: the reported score, independent of how queries were batched."""
+    import torch
+
+    q = query[None]
+    if not warp.identity:
+        q = renormalise(warp_views(q, (warp,)))[:, 0]
+    c = torch.roll(candidate, shifts=(-dy, -dx), dims=(-2, -1))
+    a = q[0].float().cpu().numpy().reshape(-1)
+    b = c.float().cpu().numpy().reshape(-1)
+    return float(np.einsum("i,i->", a, b, dtype=np.float64))
