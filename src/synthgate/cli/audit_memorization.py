@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
-from synthgate.audit.search import Backend
+from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
@@ -41,7 +41,7 @@ def memorization(
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
     max_memory: MaxMemory = 2 << 30,
-    backend: BackendOpt = Backend.FAISS,
+    backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -53,7 +53,7 @@ def memorization(
     from synthgate.data.readers import load_set
 
     dev = resolve_device(device)
-    be = Backend.TORCH if backend is Backend.FAISS and dev != "cpu" else backend
+    be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
     check_target(out, overwrite)

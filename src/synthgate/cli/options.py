@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperOption
 
 from synthgate.audit import memorization
-from synthgate.audit.memorization import Transform
+from synthgate.audit.transforms import Transform
 from synthgate.audit.search import Backend
 from synthgate.data.config import Normalisation, OnError, SliceSelection
 from synthgate.data.labels import LabelConvention
