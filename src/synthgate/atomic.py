@@ -83,8 +83,10 @@ def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.tmp-{os.getpid()}-"
 
 
-def check_output(target: str | os.PathLike[str], overwrite: bool = False, option: str = "--out") -> None:
-    """Check, before any work, that ``target`` may be written: absent (or ``overwrite``) and its folder writable.
+def check_target(target: str | os.PathLike[str], overwrite: bool = False, option: str = "--out") -> None:
+    """Check that ``target`` may be written: absent (or ``overwrite``) and its folder writable; the one home of
+    "already exists". :func:`atomic_dir` applies it; a command calls it as well before long work, so the user
+    hears at once.
 
     Writability is probed by creating (and removing) a file, since permission bits do not show a read-only
     mount or a full quota. Nothing is left behind.
@@ -117,7 +119,7 @@ def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Itera
         SynthgateError: the disk filled up (nothing is left behind).
     """
     target = Path(target)
-    check_output(target, overwrite)
+    check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from synthgate import __version__
-from synthgate.atomic import atomic_dir, check_output
+from synthgate.atomic import atomic_dir, check_target
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.data.manifest import check_binding
 from synthgate.errors import InputError, IntegrityError, UsageError
@@ -94,7 +94,7 @@ def build_release(
         IntegrityError: a public artefact would name a private id (nothing is written).
     """
     out = Path(out)
-    check_output(out, overwrite)
+    check_target(out, overwrite)
     if rows_per_shard < 1:
         raise UsageError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
     require_nonempty(synthetic, "--synthetic")
