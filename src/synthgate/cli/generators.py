@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -70,7 +71,16 @@ def train(
     if resume:
         from synthgate.generators.runs import open_run
 
-        cfg = open_run(run_out).config  # a resumed run keeps its own configuration
+        own = open_run(run_out).config
+        changed = [o for o, v, f in (("--batch-size", batch_size, "batch_size"), ("--lr", lr, "lr"),
+                                     ("--seed", seed, "seed"), ("--max-images", max_images, "max_images"))
+                   if v is not None and v != getattr(own, f)]
+        if config_file is not None and replace(cfg, steps=own.steps) != own:
+            changed.insert(0, "--config")
+        if changed:
+            raise UsageError(f"--resume continues {run_out} with its own config.json; {', '.join(changed)} cannot "
+                             "change it (only --steps, to extend the run)")
+        cfg = own.with_overrides(steps=steps)
     if cfg.kind is not kind:
         raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     s = load_set(data)

@@ -7,20 +7,21 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import runs
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
+from synthgate.generators.memory import check_batch_fits
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.trainers import Trainer
@@ -100,23 +101,41 @@ def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.max_images, replace=False))
 
 
-def _prepare_run(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
-    if resume or cfg is None:
-        run = runs.open_run(out)
-        if run.data.shape != spec.shape or run.data.channels != spec.channels:
-            raise InputError(
-                f"--resume: {out} was trained on {run.data.channels} {run.data.height}x{run.data.width} but "
-                f"the data has {spec.channels} {spec.height}x{spec.width}; resume with the same --data"
-            )
+def _resolve_config(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: bool) -> TrainConfig:
+    """The run's configuration; on resume the run's own, with only ``steps`` changeable (to extend it)."""
+    if not resume:
+        if cfg is None:
+            raise UsageError("train_generator needs a config (e.g. generators.preset('diffusion')) unless resuming")
+        _check_size(cfg, spec, "the training data")
+        return cfg
+    run = runs.open_run(out)
+    if run.data.shape != spec.shape or run.data.channels != spec.channels:
+        raise InputError(
+            f"--resume: {out} was trained on {run.data.channels} {run.data.height}x{run.data.width} but "
+            f"the data has {spec.channels} {spec.height}x{spec.width}; resume with the same --data"
+        )
+    if cfg is None or cfg == run.config:
         return run.config
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"{out} already exists; pass --resume to continue it, --overwrite, or another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out / runs.CONFIG, cfg.to_json())
-    runs.write_json(out / runs.DATA, spec.to_json())
+    if replace(cfg, steps=run.config.steps) != run.config:
+        raise UsageError(
+            f"--resume: {out} continues with its own config.json; only --steps (to extend the run) may change"
+        )
+    done = int(runs.load_checkpoint(out / runs.CHECKPOINT, "cpu")["step"])
+    if cfg.steps < done:
+        raise UsageError(f"--steps {cfg.steps}: {out} has already done {done} steps; give --steps >= {done}")
+    runs.write_json(out / runs.CONFIG, cfg.to_json())  # the run now ends at the new total
     return cfg
+
+
+def _start_run(work: Path, cfg: TrainConfig, spec: DataSpec, data: ImageSet, chosen: np.ndarray,
+               device: str) -> None:
+    """Write a new run's config, data spec, training-image list and versions into ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    runs.write_json(work / runs.CONFIG, cfg.to_json())
+    runs.write_json(work / runs.DATA, spec.to_json())
+    runs.write_training_images(work / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen],
+                               [data.subjects[i] for i in chosen])
+    runs.write_json(work / runs.VERSIONS, runs.versions(device))
 
 
 def train_generator(
@@ -133,8 +152,9 @@ def train_generator(
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
 
     Args:
-        config: the run's configuration (its ``kind`` says which generator); ignored on resume, where the
-            run's own ``config.json`` applies (pass ``None`` there).
+        config: the run's configuration (its ``kind`` says which generator). On resume the run's own
+            ``config.json`` applies (pass ``None``), or a config that differs from it only in ``steps``, which
+            extends (or shortens, down to the steps done) the run.
         data: the training set (images in [0, 1], integer labels in the label channel).
         out_dir: the run directory.
         device: torch device to train on.
@@ -142,7 +162,7 @@ def train_generator(
         max_time: stop after this many seconds of this call.
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
         progress: called after every step.
-        overwrite: replace an existing run directory.
+        overwrite: replace an existing run directory; the old run stays until the new one is complete.
 
     Returns:
         A :class:`TrainResult`.
@@ -161,16 +181,14 @@ def train_generator(
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
-    if config is not None and not resume:
-        _check_size(config, spec, "the training data")
-    cfg = _prepare_run(out, config, spec, resume, overwrite)
-    kind = cfg.kind
-
+    replacing = not resume and out.exists() and any(out.iterdir())
+    if replacing and not overwrite:
+        raise UsageError(f"{out} already exists; pass --resume to continue it, --overwrite, or another --out")
+    cfg = _resolve_config(out, config, spec, resume)
+    # every check on the input before the run folder is touched: a failed --overwrite loses nothing
     chosen = _choose(len(data), cfg)
-    codec = spec.codec
     for start_block in range(0, len(chosen), 256):  # validate the labels once, block by block
-        codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
-    n_train = len(chosen)
+        spec.codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
     chosen_ids = [data.ids[i] for i in chosen]
     if resume and runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
         raise InputError(
@@ -178,19 +196,32 @@ def train_generator(
             f"({runs.TRAIN_IMAGES}); resume with the same --data"
         )
     if not resume:
-        runs.write_training_images(
-            out / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen], [data.subjects[i] for i in chosen]
-        )
-        runs.write_json(out / runs.VERSIONS, runs.versions(device))
+        check_batch_fits(cfg, spec.shape, device)
+    if not replacing:
+        if not resume:
+            _start_run(out, cfg, spec, data, chosen, device)
+        return _train(out, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress)
+    with atomic_dir(out, overwrite=True) as work:  # the old run stays until the new one is complete
+        _start_run(work, cfg, spec, data, chosen, device)
+        return _train(work, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress)
+
+
+def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageSet, chosen: np.ndarray,
+           device: str, max_steps: int | None, max_time: float | None, resume: bool,
+           progress: Callable[[TrainProgress], None] | None) -> TrainResult:
+    """The training loop, writing into ``work``; the result names the paths the run has at ``out``."""
+    kind = cfg.kind
+    codec = spec.codec
+    n_train = len(chosen)
     trainer = build_trainer(cfg, spec.shape, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     start = 0
     if resume:
-        state = runs.load_checkpoint(out / runs.CHECKPOINT, device)
+        state = runs.load_checkpoint(work / runs.CHECKPOINT, device)
         trainer.load_state_dict(state["trainer"])
         gen.set_state(state["rng"].cpu())
         start = int(state["step"])
-        runs.truncate_log(out / runs.LOG, start)
+        runs.truncate_log(work / runs.LOG, start)
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     logger.info("training %s on %d images from step %d to %d on %s", kind, n_train, start, total, device)
 
@@ -209,21 +240,21 @@ def train_generator(
         ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
         if step % cfg.log_every == 0 or step == total:
             runs.append_log(
-                out / runs.LOG,
+                work / runs.LOG,
                 {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
             )
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _checkpoint(out, trainer, gen, step)
+            _checkpoint(work, trainer, gen, step)
         if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
-            grids.append(_grid(out, trainer, spec, step))
+            grids.append(_grid(work, trainer, spec, step))
         if progress is not None:
             progress(TrainProgress(step, total, losses, ips, elapsed))
         if max_time is not None and elapsed >= max_time and step < total:
             stopped_by = "max_time"
             break
-    if step > start or not (out / runs.CHECKPOINT).exists():
-        _checkpoint(out, trainer, gen, step)
-        grids.append(_grid(out, trainer, spec, step))
+    if step > start or not (work / runs.CHECKPOINT).exists():
+        _checkpoint(work, trainer, gen, step)
+        grids.append(_grid(work, trainer, spec, step))
     elapsed = time.perf_counter() - t0
     main = generator_spec(kind).main_loss
     return TrainResult(
@@ -237,7 +268,7 @@ def train_generator(
         elapsed_s=elapsed,
         stopped_by=stopped_by,
         checkpoint=out / runs.CHECKPOINT,
-        grids=tuple(grids),
+        grids=tuple(out / g.relative_to(work) for g in grids),
         n_train=n_train,
     )
 
