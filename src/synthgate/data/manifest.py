@@ -123,25 +123,49 @@ def check_disjoint(train: ImageSet, holdout: ImageSet, train_name: str = "--trai
     Raises:
         InputError: naming the first overlap (exit 5).
     """
-    fix = f"{holdout_name} must hold subjects unseen in {train_name} (ingest with --split)"
+    check_disjoint_names(train, holdout, train_name, holdout_name)
+    check_disjoint_content(train, holdout, train_name, holdout_name)
+
+
+def _fix(train_name: str, holdout_name: str) -> str:
+    return f"{holdout_name} must hold subjects unseen in {train_name} (ingest with --split)"
+
+
+def check_disjoint_names(train: ImageSet, holdout: ImageSet, train_name: str = "--train",
+                         holdout_name: str = "--holdout") -> None:
+    """The id and subject half of :func:`check_disjoint` (reads no image)."""
     for what, a, b in (("image id", train.ids, holdout.ids), ("subject", train.subjects, holdout.subjects)):
         n, first = _first_shared(a, b)
         if n:
-            raise InputError(f"{holdout_name} overlaps {train_name}: {n} {what}(s) in both, e.g. {first!r}; {fix}")
+            raise InputError(f"{holdout_name} overlaps {train_name}: {n} {what}(s) in both, e.g. {first!r}; "
+                             f"{_fix(train_name, holdout_name)}")
+
+
+def check_disjoint_content(train: ImageSet, holdout: ImageSet, train_name: str = "--train",
+                           holdout_name: str = "--holdout") -> None:
+    """The content half of :func:`check_disjoint`; blank images are equal by chance, not copies."""
     seen = set(set_manifest(train).digests)
     hm = set_manifest(holdout)
     rows = [k for k, d in enumerate(hm.digests) if d in seen]
-    if rows:  # blank images are equal by chance, not copies (and the audit cannot match them anyway)
+    if rows:  # the audit cannot match blank images anyway
         ch = list(holdout.image_channels) or list(range(holdout.shape[0]))
-        imgs = holdout.read_rows(rows)[:, ch]
-        varied = np.ptp(imgs.reshape(len(rows), len(ch), -1), axis=2).min(axis=1) > 0
-        rows = [k for k, v in zip(rows, varied, strict=True) if v]
+        varied = []
+        for _, block in holdout.iter_blocks(BLOCK):
+            flat = block[:, ch].reshape(len(block), len(ch), -1)
+            varied.extend(np.ptp(flat, axis=2).min(axis=1) > 0)
+        rows = [k for k in rows if varied[k]]
     copies = [hm.ids[k] for k in rows]
     if copies:
         raise InputError(
             f"{holdout_name} overlaps {train_name}: {len(copies)} image(s) with the same content as a training "
-            f"image, e.g. {copies[0]!r}; {fix}"
+            f"image, e.g. {copies[0]!r}; {_fix(train_name, holdout_name)}"
         )
+
+
+def remember_manifest(s: ImageSet, digests: Sequence[str]) -> None:
+    """Record digests of ``s`` computed during another pass over it (the audit's single read of the training
+    set), so that no later step reads it again for them."""
+    _cache[s] = Manifest(tuple(s.ids), tuple(digests))
 
 
 SCHEME = "sha256 per image over its shape and float32 little-endian C-order pixels; set: sha256 over (id, digest)"
