@@ -15,12 +15,20 @@ import io
 import json
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from synthgate import __version__
 from synthgate.errors import InputError
+
+Progress = Callable[[str, int, int], None]
+"""The one progress callback shape of every long library call: ``progress(stage, done, total)``.
+
+``stage`` names the part of the work (``"ingest"``, ``"train"``, ``"sample"``, ``"synthetic"``, ``"utility"``),
+``done`` of ``total`` units of it are finished. The CLI draws it as a progress bar; the library never prints.
+"""
 
 # distributions whose name differs from the import name
 _DISTRIBUTIONS = {"faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11")}
@@ -92,4 +100,4 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-__all__ = ["figure_png", "library_version", "png_data_uri", "pyplot", "read_json", "versions"]
+__all__ = ["Progress", "figure_png", "library_version", "png_data_uri", "pyplot", "read_json", "versions"]

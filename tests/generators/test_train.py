@@ -90,7 +90,11 @@ def test_sampling_is_deterministic_and_labels_are_valid(tmp_path, kind):
 
 def test_max_images_trains_on_a_seeded_subset(tmp_path):
     data = make_set(n=10, size=16)
-    r = train_generator(tiny_config("diffusion", steps=1, max_images=3), data, tmp_path / "run")
+    calls: list[tuple[str, int, int]] = []
+    r = train_generator(
+        tiny_config("diffusion", steps=1, max_images=3), data, tmp_path / "run", progress=lambda *c: calls.append(c)
+    )
+    assert calls == [("train", 1, 1)]
     lines = (tmp_path / "run" / runs.TRAIN_IMAGES).read_text().splitlines()
     assert r.n_train == 3 and len(lines) == 4 and lines[0] == "id,subject"
     assert {ln.split(",")[0] for ln in lines[1:]} <= set(data.ids)

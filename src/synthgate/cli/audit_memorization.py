@@ -60,9 +60,8 @@ def memorization(
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)
-    with progress_bar("memorization audit") as advance:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config,
-                                        progress=lambda stage, d, t: advance(d, t, rate=stage))
+    with progress_bar("memorization audit") as progress:
+        result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
     write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
     if json_out:
         print_json(summary_json(result))

@@ -82,8 +82,8 @@ def utility(
         torch.set_num_threads(threads)
     syn = None if synthetic is None else load_set(synthetic)
     train, test = load_set(real_train), load_set(real_test)
-    with progress_bar("utility: training epochs") as advance:
-        result = run_utility(syn, train, test, config, device=dev, progress=lambda d, t: advance(d, total=t))
+    with progress_bar("utility: training epochs") as progress:
+        result = run_utility(syn, train, test, config, device=dev, progress=progress)
     write_utility_outputs(result, out_dir, overwrite=overwrite)
     if as_json:
         print_json(utility_json(result))

@@ -68,9 +68,8 @@ def ingest(
         split=parse_floats(split, 3, "--split"),  # type: ignore[arg-type]
         seed=seed, labels=labels.convention(), dtype=dtype,
     )
-    with progress_bar("ingest subjects") as advance:
-        result = ingest_cohort(cohort, out_dir, config, on_error=on_error, overwrite=overwrite,
-                               progress=lambda d, t: advance(d, t))
+    with progress_bar("ingest subjects") as progress:
+        result = ingest_cohort(cohort, out_dir, config, on_error=on_error, overwrite=overwrite, progress=progress)
     if as_json:
         print_json(result.to_json())
         return

@@ -61,7 +61,7 @@ def train(
     """Train a generator; writes the run directory --out: config.json, checkpoint.pt, log.jsonl, PNG sample
     grids."""
     from synthgate.data.readers import load_set
-    from synthgate.generators.loop import TrainProgress, train_generator
+    from synthgate.generators.loop import train_generator
 
     dev = resolve_device(device)
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
@@ -74,12 +74,7 @@ def train(
     if cfg.kind is not kind:
         raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     s = load_set(data)
-    with progress_bar(f"training {kind}", total=max_steps or cfg.steps) as advance:
-
-        def report(p: TrainProgress) -> None:
-            loss = next(iter(p.losses.values()), float("nan"))
-            advance(p.step, total=p.total, rate=f"{p.images_per_s:.1f} img/s  loss {loss:.4f}")
-
+    with progress_bar(f"training {kind}") as progress:
         result = train_generator(
             cfg,
             s,
@@ -88,7 +83,7 @@ def train(
             max_steps=max_steps,
             max_time=max_time,
             resume=resume,
-            progress=report,
+            progress=progress,
             overwrite=overwrite,
         )
     summary = {
@@ -141,7 +136,7 @@ def sample(
 
     dev = resolve_device(device)
     check_target(store_out, overwrite)
-    with progress_bar("sampling", total=n) as advance:
+    with progress_bar("sampling") as progress:
         s = sample_generator(
             run,
             n,
@@ -150,7 +145,7 @@ def sample(
             batch_size=batch_size,
             sample_steps=sample_steps,
             truncation=truncation,
-            progress=lambda done, total: advance(done, total=total),
+            progress=progress,
         )
     path = write_store(s, store_out, dtype=dtype, overwrite=overwrite)
     if as_json:

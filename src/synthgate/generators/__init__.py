@@ -28,13 +28,12 @@ from synthgate.generators.presets import Preset
 from synthgate.generators.registry import GENERATORS, GeneratorSpec, generator_spec, preset
 
 if TYPE_CHECKING:
-    from synthgate.generators.loop import TrainProgress, TrainResult, train_generator
+    from synthgate.generators.loop import TrainResult, train_generator
     from synthgate.generators.sample import sample_generator
 
 _LAZY = {
     "train_generator": "synthgate.generators.loop",
     "TrainResult": "synthgate.generators.loop",
-    "TrainProgress": "synthgate.generators.loop",
     "sample_generator": "synthgate.generators.sample",
 }
 
@@ -57,7 +56,6 @@ __all__ = [
     "Schedule",
     "StyleGAN2Config",
     "TrainConfig",
-    "TrainProgress",
     "TrainResult",
     "generator_spec",
     "preset",
