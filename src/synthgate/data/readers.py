@@ -42,14 +42,14 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
 
 
-def validate_array(arr: np.ndarray, where: str, allow_constant: bool = False) -> None:
+def validate_array(arr: np.ndarray, where: str) -> None:
     """Raise :class:`InputError` for NaN/Inf values or an all-constant image."""
     if not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{where}: not numeric image data (dtype {arr.dtype})")
     finite = np.isfinite(arr)
     if not finite.all():
         raise InputError(f"{where}: {int((~finite).sum())} NaN/Inf values; fix or remove the file")
-    if not allow_constant and arr.size and float(arr.max()) == float(arr.min()):
+    if arr.size and float(arr.max()) == float(arr.min()):
         raise InputError(f"{where}: all values are {float(arr.min()):g} (a constant image); fix or remove the file")
 
 
