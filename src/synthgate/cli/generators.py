@@ -11,10 +11,13 @@ import typer
 from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, DtypeOpt, Json, Out, Overwrite
-from synthgate.data.store import StoreDtype
+from synthgate.data.readers import load_set
+from synthgate.data.store import StoreDtype, write_store
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.presets import Preset
+from synthgate.generators.registry import preset
+from synthgate.generators.runs import open_run
 
 app = typer.Typer(
     help="Train a diffusion model or a StyleGAN2-class GAN on a slice store, and sample synthetic stores.",
@@ -24,7 +27,6 @@ app = typer.Typer(
 
 
 def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> TrainConfig:
-    from synthgate.generators.registry import preset
 
     if config_file is None:
         return preset(kind, preset_name)
@@ -60,7 +62,6 @@ def train(
 ) -> None:
     """Train a generator; writes the run directory --out: config.json, checkpoint.pt, log.jsonl, PNG sample
     grids."""
-    from synthgate.data.readers import load_set
     from synthgate.generators.loop import train_generator
 
     dev = resolve_device(device)
@@ -68,7 +69,6 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images
     )
     if resume:
-        from synthgate.generators.runs import open_run
 
         cfg = open_run(run_out).config  # a resumed run keeps its own configuration
     if cfg.kind is not kind:
@@ -131,7 +131,6 @@ def sample(
     as_json: Json = False,
 ) -> None:
     """Sample a synthetic slice store at --out (per-sample seeds in its index) from a trained run."""
-    from synthgate.data.store import write_store
     from synthgate.generators.sample import sample_generator
 
     dev = resolve_device(device)
