@@ -17,12 +17,13 @@ from synthgate.runtime import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(
-        ("MemorizationConfig", "MemorizationResult", "Transform", "run_memorization_audit"),
+        ("MemorizationConfig", "MemorizationResult", "run_memorization_audit"),
         "synthgate.audit.memorization",
     ),
     **dict.fromkeys(("summary_json", "write_audit_outputs"), "synthgate.audit.report"),
     **dict.fromkeys(("Calibration", "CalibrationMethod"), "synthgate.audit.calibration"),
     **dict.fromkeys(("Backend",), "synthgate.audit.search"),
+    **dict.fromkeys(("Transform",), "synthgate.audit.transforms"),
 }
 _lazy = lazy_exports(__name__, _EXPORTS)
 

@@ -10,7 +10,7 @@ import typer
 from synthgate.atomic import check_target
 from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
 from synthgate.audit.report import summary_json, write_audit_outputs
-from synthgate.audit.search import Backend
+from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     ALL_TRANSFORMS,
@@ -42,7 +42,7 @@ def memorization(
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
     max_memory: MaxMemory = 2 << 30,
-    backend: BackendOpt = Backend.FAISS,
+    backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -51,7 +51,7 @@ def memorization(
     matches.csv, summary.json, report.html."""
 
     dev = resolve_device(device)
-    be = Backend.TORCH if backend is Backend.FAISS and dev != "cpu" else backend
+    be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
     check_target(out, overwrite)
