@@ -19,7 +19,7 @@ from synthgate.data.manifest import (
 )
 from synthgate.data.store import read_store, write_store
 from synthgate.errors import InputError
-from tests.conftest import make_set
+from tests.sets import make_set
 
 
 def _reference(img: np.ndarray) -> str:

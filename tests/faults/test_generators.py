@@ -15,13 +15,14 @@ from synthgate.data.store import write_store
 from synthgate.errors import UsageError
 from synthgate.generators.memory import check_batch_fits, step_memory
 from tests.faults.conftest import cli, leftovers
-from tests.generators.conftest import make_set, tiny_config
+from tests.generators.conftest import tiny_config
+from tests.sets import make_set
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> dict[str, Path]:
-    good = write_store(make_set(), tmp_path / "data")
-    bad_set = make_set(seed=1)
+    good = write_store(make_set(8, pattern="brain"), tmp_path / "data")
+    bad_set = make_set(8, pattern="brain", seed=1)
     x = np.array(bad_set.images)
     x[3, -1, 0, 0] = 3.0  # a label value brats2021 does not have
     bad = write_store(replace(bad_set, images=x), tmp_path / "bad")
