@@ -54,6 +54,7 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "test": result.test.to_json(),
         "transforms_flagged": _transform_counts(result),
         "settings": result.settings,
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "versions": result.versions,
     }
 

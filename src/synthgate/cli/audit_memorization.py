@@ -10,7 +10,7 @@ import typer
 from synthgate.atomic import check_target
 from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.audit import app
-from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
+from synthgate.cli.common import handle_errors, print_json, resolve_device, say, stage_bars
 from synthgate.cli.options import (
     ALL_TRANSFORMS,
     BackendOpt,
@@ -60,9 +60,8 @@ def memorization(
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)
-    with progress_bar("memorization audit") as advance:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config,
-                                        progress=lambda stage, d, t: advance(d, t, rate=stage))
+    with stage_bars() as progress:
+        result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
     write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
     if json_out:
         print_json(summary_json(result))

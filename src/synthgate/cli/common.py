@@ -146,3 +146,41 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
             prog.update(task, completed=done, total=total, rate=rate)
 
         yield update
+
+
+@contextlib.contextmanager
+def stage_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """Yield ``progress(stage, done, total)``: one rich bar per stage, with its rate and ETA, on a terminal; a
+    no-op elsewhere."""
+    if not progress_enabled():
+        yield lambda stage, done, total: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as prog:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total, rate="")
+            task = tasks[stage]
+            prog.update(task, completed=done, total=total)
+            speed = prog.tasks[task].speed
+            prog.update(task, rate=f"{speed:,.0f}/s" if speed else "")
+
+        yield update
