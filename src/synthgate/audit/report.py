@@ -26,6 +26,7 @@ from synthgate.runtime import figure_png, png_data_uri, pyplot
 MATCHES_COLUMNS = (
     "synthetic_id", "train_id", "train_subject", "score", "flagged", "transform",
     "pixel_score", "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x",
+    "flagged_by", "structure_score", "structure_train_id", "partial_score", "partial_train_id",
 )
 PLOTS = ("scores.png", "top_pairs.png")
 MAX_PAIRS = 12
@@ -42,6 +43,8 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "fraction_flagged": result.fraction_flagged,
         "threshold": cal.threshold,
         "calibration": cal.to_json() | {"null": result.null_name, "note": calibration_note(result)},
+        "scores": {name: c.to_json() | {"threshold": c.threshold, "flagged": _count(result, name)}
+                   for name, c in result.calibrations.items()},
         "subjects_leaked": {
             "count": len(result.leaked_subjects),
             "fraction": len(result.leaked_subjects) / total if total else 0.0,
@@ -57,6 +60,11 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "versions": result.versions,
     }
+
+
+def _count(result: MemorizationResult, score: str) -> int:
+    """Synthetic images at or above the threshold of ``score``."""
+    return sum(score in by.split("+") for by in result.flagged_by)
 
 
 def calibration_note(result: MemorizationResult) -> str:
@@ -97,9 +105,16 @@ def matches_rows(result: MemorizationResult, train: ImageSet, synthetic: ImageSe
             t,
             f"{s.pixel_score[i]:.6f}" if ok else "",
             train.ids[p] if ok else "",
-            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
+            f"{s.angle_deg[i]:.2f}", f"{s.scale[i]:.4f}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
+            result.flagged_by[i] if result.flagged_by else "",
+            *_extra(s.structure[i], s.structure_row[i], train), *_extra(s.partial[i], s.partial_row[i], train),
         ])
     return rows
+
+
+def _extra(score: float, row: int, train: ImageSet) -> list[str]:
+    """(score, training id) columns of an extra score, empty where it was not computed."""
+    return [f"{score:.6f}", train.ids[int(row)]] if np.isfinite(score) and row >= 0 else ["", ""]
 
 
 def write_audit_outputs(
