@@ -24,6 +24,7 @@ from rich.text import Text
 
 from synthgate.cli.options import Device
 from synthgate.errors import ExitCode, SynthgateError, UsageError
+from synthgate.runtime import Progress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,56 +117,23 @@ def progress_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(done, total=None)``: a rich progress bar on terminals, a no-op elsewhere."""
-    if not progress_enabled():
-        yield lambda *a, **k: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as prog:
-        task = prog.add_task(description, total=total, rate="")
-
-        def update(done: int, total: int | None = None, rate: str = "") -> None:
-            prog.update(task, completed=done, total=total, rate=rate)
-
-        yield update
-
-
-@contextlib.contextmanager
-def stage_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """Yield ``progress(stage, done, total)``: one rich bar per stage, with its rate and ETA, on a terminal; a
-    no-op elsewhere."""
+def progress_bar(description: str) -> Iterator[Progress]:
+    """Yield a library ``progress(stage, done, total)`` callback drawn as one rich bar per stage (``description:
+    stage``), with its rate and ETA, on a terminal; a no-op elsewhere."""
     if not progress_enabled():
         yield lambda stage, done, total: None
         return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
+        Progress as RichProgress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    with Progress(
-        TextColumn("{task.description:<10}"),
+    with RichProgress(
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
@@ -177,7 +145,7 @@ def stage_bars() -> Iterator[Callable[[str, int, int], None]]:
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = prog.add_task(stage, total=total, rate="")
+                tasks[stage] = prog.add_task(f"{description}: {stage}", total=total, rate="")
             task = tasks[stage]
             prog.update(task, completed=done, total=total)
             speed = prog.tasks[task].speed
