@@ -241,7 +241,7 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
 
 
 #: Pixel candidates per query also scored by the structure and partial scores (at identity).
-EXTRA_PIXEL_CANDIDATES = 3
+EXTRA_PIXEL_CANDIDATES = 2
 
 
 def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cache: FeatureCache,

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from synthgate.audit.calibration import Calibration, CalibrationMethod, TwoSampleTest, calibrate, compare_to_null
+from synthgate.audit.calibration import (
+    Calibration,
+    CalibrationMethod,
+    TwoSampleTest,
+    calibrate_scores,
+    compare_to_null,
+)
 from synthgate.audit.features import feature_channels
 from synthgate.audit.index import build_feature_cache
 from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries, score_queries
@@ -57,8 +63,8 @@ class MemorizationConfig:
         max_null: largest number of training images scored for the subject-disjoint null (seeded sample).
         seed: seed of that sample.
         scores: the scores that vote (:class:`Score`): whole-image Pearson r always; ``structure`` and
-            ``partial`` (:mod:`synthgate.audit.scores`) by default. Each has its own threshold on the null, at the
-            quantile that holds the family-wise false-positive rate at ``1 - quantile`` (Bonferroni).
+            ``partial`` (:mod:`synthgate.audit.scores`) by default. They vote together at one family-wise
+            false-positive rate (:func:`~synthgate.audit.calibration.calibrate_scores`).
     """
 
     k: int = 5
@@ -268,11 +274,10 @@ def run_memorization_audit(
         logger.warning("%d training images have zero variance in a compared channel; they cannot be matched",
                        train_zero)
     votes = (Score.PEARSON,) if config.threshold is not None else config.scores
-    q_each = 1.0 - (1.0 - config.quantile) / len(votes)  # Bonferroni: the family-wise rate stays 1 - quantile
     values = {Score.PEARSON: (syn.score, null.score, syn.train_row), Score.STRUCTURE:
               (syn.structure, null.structure, syn.structure_row), Score.PARTIAL: (syn.partial, null.partial,
                                                                                   syn.partial_row)}
-    calibrations = {str(v): calibrate(values[v][1], method, q_each, config.threshold) for v in votes}
+    calibrations = calibrate_scores({str(v): values[v][1] for v in votes}, method, config.quantile, config.threshold)
     cal = calibrations[Score.PEARSON]
     hits = np.stack([syn.valid & (np.nan_to_num(values[v][0], nan=-np.inf) >= calibrations[str(v)].threshold)
                      for v in votes])
@@ -305,7 +310,8 @@ def run_memorization_audit(
         "max_shift_px": max_shift,
         "warps": len(warps),
         "similarity": "mean over channels of Pearson r; best over mirror, shift, rotation and zoom",
-        "family_wise_quantile": q_each,
+        "scores_combined": "an image is flagged when any score reaches its threshold; the thresholds share one "
+                           "standardised level (null mean + z * null sd), calibrated on the null's maximum z",
     }
     for name, sc in (("synthetic", syn), ("null", null)):
         for step, sec in sc.seconds.items():

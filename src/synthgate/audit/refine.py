@@ -16,9 +16,11 @@ import numpy as np
 
 from synthgate.audit.features import renormalise
 
-#: Gradient steps and their sizes per parameter: degrees, log-zoom, pixels.
-STEPS = 40
-LR = (0.5, 0.01, 0.3)
+#: Gradient steps and their sizes per parameter: degrees, log-zoom, pixels (of the refinement's resolution).
+STEPS = 20
+LR = (0.6, 0.01, 0.3)
+#: Images at least this side are refined at half resolution (the similarity's basin is wide and smooth there).
+HALF_RES_FROM = 96
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,16 @@ def refine(queries: Any, cands: Any, angle_deg: np.ndarray, scale: np.ndarray, s
     of the returned transform is summed in float64 (independent of batching) and is at least the start's.
     """
     import torch
+    import torch.nn.functional as F
 
     dev = queries.device
+    f = 2 if min(queries.shape[-2:]) >= HALF_RES_FROM else 1
     params = [torch.tensor(np.asarray(v, np.float32), device=dev).requires_grad_(True)
-              for v in (angle_deg, np.log(scale), shift_y, shift_x)]
+              for v in (angle_deg, np.log(scale), np.asarray(shift_y) / f, np.asarray(shift_x) / f)]
     lrs = (LR[0] * free[0], LR[1] * free[1], LR[2] * free[2], LR[2] * free[2])
     opt = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)])
-    q = queries.detach()
-    c = cands.detach()
+    q = renormalise(F.avg_pool2d(queries.detach(), f)) if f > 1 else queries.detach()
+    c = renormalise(F.avg_pool2d(cands.detach(), f)) if f > 1 else cands.detach()
     best = torch.full((len(q),), -torch.inf, device=dev)
     best_p = [p.detach().clone() for p in params]
     for _ in range(steps + 1 if any(free) else 1):
@@ -84,10 +88,17 @@ def refine(queries: Any, cands: Any, angle_deg: np.ndarray, scale: np.ndarray, s
                 bp.copy_(torch.where(better, p, bp))
         (-r.sum()).backward()
         opt.step()
+    best_p[2] *= f
+    best_p[3] *= f
+    start = [torch.tensor(np.asarray(v, np.float32), device=dev) for v in (angle_deg, np.log(scale), shift_y,
+                                                                           shift_x)]
+    a = queries.detach().flatten(1).float().cpu().numpy()
+    scores = []
     with torch.no_grad():
-        final = warp_candidates(c, *best_p)
-    a = q.flatten(1).float().cpu().numpy()
-    b = final.flatten(1).float().cpu().numpy()
-    exact = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-    ang, logs, sy, sx = (p.double().cpu().numpy() for p in best_p)
-    return Refined(exact, ang, np.exp(logs), sy + 0.0, sx + 0.0)
+        for trial in (start, best_p):
+            b = warp_candidates(cands.detach(), *trial).flatten(1).float().cpu().numpy()
+            scores.append(np.einsum("ij,ij->i", a, b, dtype=np.float64))  # full resolution, summed in float64
+    keep = scores[1] >= scores[0]  # the refinement never lowers the score
+    ang, logs, sy, sx = (np.where(keep, p.double().cpu().numpy(), s.double().cpu().numpy())
+                         for p, s in zip(best_p, start, strict=True))
+    return Refined(np.maximum(scores[0], scores[1]), ang, np.exp(logs), sy + 0.0, sx + 0.0)

@@ -72,7 +72,7 @@ def structure_and_partial(query: Any, aligned: Any) -> tuple[np.ndarray, np.ndar
 
     h, w = query.shape[-2:]
     m = brain_mask(query) | brain_mask(aligned)
-    rq, ra = high_pass(query.double()), high_pass(aligned.double())
+    rq, ra = high_pass(query.float()), high_pass(aligned.float())
     whole, _ = _masked_pearson_sums(rq, ra, m, lambda t: t.sum(dim=(-2, -1), keepdim=True))
     kh, kw = max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION))
     sh, sw = max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION))
