@@ -17,8 +17,8 @@ import numpy as np
 from synthgate.audit.features import renormalise
 
 #: Gradient steps and their sizes per parameter: degrees, log-zoom, pixels (of the refinement's resolution).
-STEPS = 20
-LR = (0.6, 0.01, 0.3)
+STEPS = 12
+LR = (0.8, 0.012, 0.4)
 #: Images at least this side are refined at half resolution (the similarity's basin is wide and smooth there).
 HALF_RES_FROM = 96
 
