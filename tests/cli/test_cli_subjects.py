@@ -81,3 +81,18 @@ def test_subject_errors_exit_codes(folders: dict[str, Path], tmp_path: Path) -> 
     assert res.exit_code == 5 and "ho0_00" in res.output  # type: ignore[attr-defined]
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
+
+
+def test_utility_and_release_take_the_options_and_fail_before_any_work(folders: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    utility = ["audit", "utility", "--real-train", str(folders["train"]), "--real-test", str(folders["holdout"]),
+               "--out", str(tmp_path / "u")]
+    res = CliRunner().invoke(app, [*utility, "--subject-pattern", r"^(?P<subject>tr\d)_"])
+    assert res.exit_code == 5 and "ho0_00" in res.output and "--real-test" in res.output  # type: ignore[attr-defined]
+    res = CliRunner().invoke(app, [*utility, "--subject-pattern", "(", "--subjects", "x.csv"])
+    assert res.exit_code == 2 and "not both" in res.output  # type: ignore[attr-defined]
+    build = ["release", "build", "--synthetic", str(folders["synthetic"]), "--audit", str(tmp_path / "none"),
+             "--train", str(folders["train"]), "--out", str(tmp_path / "b")]
+    res = CliRunner().invoke(app, [*build, "--subject-pattern", "tr"])
+    assert res.exit_code == 2 and "named group 'subject'" in res.output  # type: ignore[attr-defined]
+    assert not (tmp_path / "u").exists() and not (tmp_path / "b").exists()
