@@ -51,6 +51,11 @@ def test_folders_without_subjects_say_so(folders: dict[str, Path], tmp_path: Pat
     assert leaked["total"] == 16 and leaked["count"] == 2 and leaked["per_image"] is True
     assert "each image counts as its own subject" in str(leaked["note"])
     assert "each image counts as its own subject" in (tmp_path / "a" / "report.html").read_text()
+    args = ["audit", "memorization", "--train", str(folders["train"]), "--synthetic", str(folders["synthetic"]),
+            "--out", str(tmp_path / "b"), "--transforms", "none"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    assert "pairs slices of one patient" in str(_leaked(tmp_path / "b")["note"])
 
 
 def test_subjects_via_csv_and_pattern_group_the_images(folders: dict[str, Path], tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def summary_json(result: MemorizationResult, train: ImageSet | None = None) -> d
             "total": total,
             "subjects_from": str(source),
             "per_image": source is SubjectSource.PER_IMAGE,
-            "note": PER_IMAGE_NOTE if source is SubjectSource.PER_IMAGE else "",
+            "note": _subjects_note(result, source),
         },
         "distributions": {
             "synthetic_to_train": describe(result.synthetic.score),
@@ -63,6 +63,15 @@ def summary_json(result: MemorizationResult, train: ImageSet | None = None) -> d
         "settings": result.settings,
         "versions": result.versions,
     }
+
+
+def _subjects_note(result: MemorizationResult, source: SubjectSource) -> str:
+    if source is not SubjectSource.PER_IMAGE:
+        return ""
+    if result.calibration.method == "train-subject-disjoint":
+        return PER_IMAGE_NOTE + ("; without --holdout the null then pairs slices of one patient, which raises the "
+                                 "threshold and hides copies")
+    return PER_IMAGE_NOTE
 
 
 def calibration_note(result: MemorizationResult) -> str:
