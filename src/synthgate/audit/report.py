@@ -21,6 +21,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.data.imageset import ImageSet
+from synthgate.data.subjects import SubjectSource, subject_source
 from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 MATCHES_COLUMNS = (
@@ -30,12 +31,15 @@ MATCHES_COLUMNS = (
 )
 PLOTS = ("scores.png", "top_pairs.png")
 MAX_PAIRS = 12
+PER_IMAGE_NOTE = ("the training set is a folder of images without subjects, so each image counts as its own "
+                  "subject; audit again with --subjects FILE.csv or --subject-pattern REGEX to count patients")
 
 
-def summary_json(result: MemorizationResult) -> dict[str, Any]:
-    """The content of summary.json (docs/contracts.md)."""
+def summary_json(result: MemorizationResult, train: ImageSet | None = None) -> dict[str, Any]:
+    """The content of summary.json (docs/contracts.md); ``train`` says where the training subjects came from."""
     cal = result.calibration
     total = len(result.train_subjects)
+    source = subject_source(train) if train is not None else SubjectSource.SET
     return {
         "synthgate_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -49,6 +53,9 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
             "count": len(result.leaked_subjects),
             "fraction": len(result.leaked_subjects) / total if total else 0.0,
             "total": total,
+            "subjects_from": str(source),
+            "per_image": source is SubjectSource.PER_IMAGE,
+            "note": _subjects_note(result, source),
         },
         "distributions": {
             "synthetic_to_train": describe(result.synthetic.score),
@@ -65,6 +72,15 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
 def _count(result: MemorizationResult, score: str) -> int:
     """Synthetic images at or above the threshold of ``score``."""
     return sum(score in by.split("+") for by in result.flagged_by)
+
+
+def _subjects_note(result: MemorizationResult, source: SubjectSource) -> str:
+    if source is not SubjectSource.PER_IMAGE:
+        return ""
+    if result.calibration.method == "train-subject-disjoint":
+        return PER_IMAGE_NOTE + ("; without --holdout the null then pairs slices of one patient, which raises the "
+                                 "threshold and hides copies")
+    return PER_IMAGE_NOTE
 
 
 def calibration_note(result: MemorizationResult) -> str:
@@ -126,7 +142,7 @@ def write_audit_outputs(
     Raises:
         UsageError: ``out_dir`` exists and ``overwrite`` is false.
     """
-    summary = summary_json(result)
+    summary = summary_json(result, train)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         with (tmp / "matches.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -240,7 +256,8 @@ padding:2px 6px}} img{{max-width:100%}}</style></head><body>
 <h1>Memorization audit</h1>
 <p>{result.counts['flagged']} of {result.counts['synthetic']} synthetic images flagged
 ({100 * result.fraction_flagged:.2f} %); {leaked['count']} of {leaked['total']} training subjects have at least
-one flagged copy. Zero-variance synthetic images (not comparable): {result.counts['zero_variance']}.</p>
+one flagged copy{esc(' (' + leaked['note'] + ')') if leaked['note'] else ''}. Zero-variance synthetic images
+(not comparable): {result.counts['zero_variance']}.</p>
 <p>Threshold {cal.threshold:.6f} ({esc(str(cal.method))}{'' if cal.quantile is None else f', quantile {cal.quantile}'},
 {cal.n_null} null scores from {esc(result.null_name)}); expected false-positive rate per image:
 {'n/a' if cal.expected_false_positive_rate is None else f'{cal.expected_false_positive_rate:.4f}'}.</p>
