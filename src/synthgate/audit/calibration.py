@@ -80,14 +80,6 @@ def calibrate(
         )
     rank = min(n, math.ceil((n + 1) * quantile))  # 1-based
     thr = float(null[rank - 1])
-    if 1.0 < thr <= 1.0 + 1e-6:  # a Pearson r past 1 by rounding: an exact copy
-        thr = 1.0
-    if MAX_NULL_THRESHOLD <= thr <= 1.0:
-        raise InputError(
-            f"the null's {quantile} quantile is {thr:.6f}: unseen images match the training set exactly, so no "
-            "copy could ever be flagged; the null images are copies of training images (check that --holdout "
-            "holds other subjects than --train) or give an explicit --threshold"
-        )
     # a new exchangeable score exceeds thr when its rank among the n + 1 scores is above every null score <= thr
     at_or_below = int(np.searchsorted(null, thr, side="right"))
     fpr = (n + 1 - at_or_below) / (n + 1)
@@ -111,7 +103,7 @@ def calibrate_scores(
     """
     names = list(null)
     if len(names) == 1 or threshold is not None:
-        return {names[0]: calibrate(null[names[0]], method, quantile, threshold)}
+        return _sane({names[0]: calibrate(null[names[0]], method, quantile, threshold)}, quantile)
     stack = np.stack([np.asarray(null[n], dtype=np.float64) for n in names])
     mean = np.array([np.nanmean(r) if np.isfinite(r).any() else 0.0 for r in stack])
     sd = np.array([np.nanstd(r, ddof=1) if np.isfinite(r).sum() > 1 else 1.0 for r in stack])
@@ -119,11 +111,24 @@ def calibrate_scores(
     z = (stack - mean[:, None]) / sd[:, None]
     zmax = np.where(np.isfinite(z).any(axis=0), np.nanmax(np.where(np.isfinite(z), z, -np.inf), axis=0), np.nan)
     level = calibrate(zmax, method, quantile)
-    return {
+    return _sane({
         n: Calibration(method, float(mean[i] + level.threshold * sd[i]), quantile, level.n_null,
                        level.expected_false_positive_rate)
         for i, n in enumerate(names)
-    }
+    }, quantile)
+
+
+def _sane(cals: dict[str, Calibration], quantile: float) -> dict[str, Calibration]:
+    """Refuse a calibrated similarity threshold >= :data:`MAX_NULL_THRESHOLD`: the null images match the training
+    set (near) exactly, so the threshold would flag no copy and silently turn the audit off."""
+    for name, cal in cals.items():
+        if cal.method is not CalibrationMethod.EXPLICIT and cal.threshold >= MAX_NULL_THRESHOLD:
+            raise InputError(
+                f"the {name} threshold calibrated on the null (quantile {quantile}) is {cal.threshold:.6f}: the "
+                "null images match the training set (near) exactly, so no copy could ever be flagged; check that "
+                "--holdout holds other subjects than --train, or give an explicit --threshold"
+            )
+    return cals
 
 
 def describe(scores: np.ndarray) -> dict[str, Any]:
