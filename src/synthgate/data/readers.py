@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -80,12 +80,7 @@ def read_image_file(path: Path) -> np.ndarray:
             if arr.ndim == 3:
                 arr = np.moveaxis(arr, -1, 0)
         else:
-            import nibabel as nib
-
-            arr = np.asarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
-            arr = np.squeeze(arr)
-            if arr.ndim == 2:
-                arr = arr.T  # NIfTI stores (x, y): show rows as y
+            arr = _read_nifti_2d(path)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise InputError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is corrupt or truncated") from None
     except Exception as e:  # nibabel and PIL raise their own exception types for corrupt files
@@ -98,6 +93,29 @@ def read_image_file(path: Path) -> np.ndarray:
         raise InputError(f"{path}: expected a 2D image (H x W or C x H x W), got shape {arr.shape}")
     validate_array(arr, str(path))
     return arr.astype(np.float32)
+
+
+def _read_nifti_2d(path: Path) -> np.ndarray:
+    """A 2D NIfTI image laid out as ingest lays out slices (:mod:`synthgate.data.geometry`), whatever its affine.
+
+    The image is reoriented to RAS (nibabel); of its two in-plane axes the later one (superior or anterior)
+    runs up the rows and the earlier one (right) along the columns, so an axial slice shows anterior up and a
+    slice a release wrote reads back as it was written. Anything that is not one slice comes back squeezed.
+    """
+    import nibabel as nib
+
+    img: Any = nib.load(path)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim != 3 or sorted(data.shape)[0] != 1:
+        return np.squeeze(data)
+    canon = nib.as_closest_canonical(nib.Nifti1Image(data, img.affine))
+    vol = np.asarray(canon.dataobj)
+    normal = int(np.argmin(vol.shape)) if 1 in vol.shape else 2
+    cols, rows = (a for a in range(3) if a != normal)
+    return np.ascontiguousarray(np.take(vol, 0, axis=normal).transpose(
+        (rows - (rows > normal), cols - (cols > normal)))[::-1])
 
 
 def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_sep: str | None = None) -> ImageSet:
