@@ -21,17 +21,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Check:
-    """One rule of the gate: its figure, the policy value, and whether it passed."""
+    """One rule of the gate: its figure, the policy value, and whether it passed.
+
+    ``waived``: the policy switched the rule off (e.g. ``require_utility = false``), so it cannot refuse; such a
+    check counts as passed but is reported as waived, never as a pass.
+    """
 
     name: str
     passed: bool
     value: str
     limit: str
     detail: str = ""
+    waived: bool = False
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``waived``."""
+        return "fail" if not self.passed else "waived" if self.waived else "pass"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "status": self.status,
             "passed": self.passed,
             "value": self.value,
             "limit": self.limit,
@@ -153,6 +164,7 @@ def evaluate_gate(
             value=method,
             limit="holdout-quantile required" if policy.require_holdout_calibration else "not required",
             detail="" if method == "holdout-quantile" else "audit again with --holdout",
+            waived=method != "holdout-quantile" and not policy.require_holdout_calibration,
         )
     )
     before = n_flagged / n if n else 0.0
@@ -254,7 +266,8 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                     detail="run 'synthgate audit utility' and pass --utility",
                 )
             ]
-        return []
+        return [Check("utility", passed=True, value="not measured", limit="not required (require_utility = false)",
+                      waived=True)]
     checks = []
     for region in REGIONS:
         real = utility.real_dice(region)
@@ -267,6 +280,7 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                 detail=""
                 if real is not None and real >= policy.min_reference_dice
                 else "the real-trained reference is too weak: train the utility audit longer",
+                waived=not policy.require_utility and (real is None or real < policy.min_reference_dice),
             )
         )
     for region in REGIONS:
@@ -279,6 +293,7 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                     passed=not policy.require_utility,
                     value="not measured",
                     limit=f">= {limit}",
+                    waived=not policy.require_utility,
                 )
             )
         else:
