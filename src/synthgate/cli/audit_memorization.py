@@ -35,6 +35,9 @@ def memorization(
     transforms: str = typer.Option("hflip,shift,rotate,zoom", "--transforms",
                                    help="Geometric transforms searched (comma list; 'none' for pixel Pearson)."),
     include_label: bool = typer.Option(False, "--include-label", help="Compare the label channel too."),
+    channels: str | None = typer.Option(
+        None, "--channels", help="Names of the channels of image-folder inputs, in order (e.g. t1,t1c,t2,flair,label); "
+        "without it a folder's channels take --train's names by position."),
     max_memory: str = typer.Option("2G", "--max-memory", help="Memory budget, e.g. 512M, 2G."),
     backend: str = typer.Option("faiss", "--backend", help="Candidate search: faiss | torch | bf16."),
     device: Device = typer.Option(Device.AUTO, "--device", help="auto | cpu | cuda."),
@@ -45,7 +48,8 @@ def memorization(
     from synthgate.audit.memorization import MemorizationConfig, Transform, run_memorization_audit
     from synthgate.audit.report import summary_json, write_audit_outputs
     from synthgate.audit.search import Backend
-    from synthgate.data.readers import load_set
+    from synthgate.data.imageset import conform_to
+    from synthgate.data.readers import load_set, parse_channels
 
     names = [t.strip() for t in transforms.split(",") if t.strip() and t.strip() != "none"]
     try:
@@ -62,9 +66,11 @@ def memorization(
                                 device=dev)
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; choose another --out or pass --overwrite")
-    train_set = load_set(train)
-    syn_set = load_set(synthetic)
-    hold_set = None if holdout is None else load_set(holdout)
+    folder_channels = parse_channels(channels)
+    train_set = load_set(train, channels=folder_channels)
+    syn_set = conform_to(load_set(synthetic, channels=folder_channels), train_set, "--synthetic", "--train")
+    hold_set = None if holdout is None else conform_to(load_set(holdout, channels=folder_channels), train_set,
+                                                        "--holdout", "--train")
     with progress_bar("memorization audit") as advance:
         result = run_memorization_audit(train_set, syn_set, hold_set, config,
                                         progress=lambda stage, d, t: advance(d, t, rate=stage))

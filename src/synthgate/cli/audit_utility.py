@@ -20,6 +20,9 @@ def utility(
     real_test: Path = typer.Option(..., "--real-test", help="Real test set, subjects unseen in training."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder: utility.json, utility.png, fragment."),
     synthetic: Path | None = typer.Option(None, "--synthetic", help="Labelled synthetic set."),
+    channels: str | None = typer.Option(
+        None, "--channels", help="Names of the channels of an image-folder --synthetic, in order (e.g. "
+        "t1,t1c,t2,flair,label); without it they take --real-train's names by position."),
     net: Net = typer.Option(Net.UNET, "--net", help="Segmentation network."),
     mode: Mode = typer.Option(Mode.ALL, "--mode", help="Training sources: all = real, synthetic and mixed."),
     preset: Preset = typer.Option(
@@ -44,7 +47,8 @@ def utility(
 ) -> None:
     """Train segmentation on synthetic slices and test on real subjects; compare with real training."""
     from synthgate.cli.common import resolve_device
-    from synthgate.data.readers import load_set
+    from synthgate.data.imageset import conform_to
+    from synthgate.data.readers import load_set, parse_channels
     from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
     from synthgate.segment.utility import UtilityConfig, run_utility
 
@@ -66,8 +70,9 @@ def utility(
         import torch
 
         torch.set_num_threads(threads)
-    syn = None if synthetic is None else load_set(synthetic)
     train, test = load_set(real_train), load_set(real_test)
+    syn = None if synthetic is None else conform_to(load_set(synthetic, channels=parse_channels(channels)), train,
+                                                    "--synthetic", "--real-train")
     with progress_bar("utility: training epochs") as advance:
         result = run_utility(syn, train, test, config, device=dev, progress=lambda d, t: advance(d, total=t))
     write_utility_outputs(result, out_dir, overwrite=overwrite)

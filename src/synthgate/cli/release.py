@@ -66,6 +66,9 @@ def policy(
 @handle_errors
 def build(
     synthetic: Path = typer.Option(..., "--synthetic", help="The audited synthetic set (store or folder)."),
+    channels: str | None = typer.Option(
+        None, "--channels", help="Names of the channels of an image-folder --synthetic, in order (e.g. "
+        "t1,t1c,t2,flair,label); without it they take --train's names by position."),
     audit: Path = typer.Option(..., "--audit", help="Folder of 'synthgate audit memorization'."),
     utility: Path | None = typer.Option(None, "--utility", help="Folder of 'synthgate audit utility'."),
     policy_file: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: the built-in defaults)."),
@@ -75,7 +78,8 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON on stdout."),
 ) -> None:
     """Evaluate the gate; on a pass write the bundle, on a refusal exit 3 with every failing check."""
-    from synthgate.data.readers import load_set
+    from synthgate.data.imageset import conform_to
+    from synthgate.data.readers import load_set, parse_channels
     from synthgate.release.bundle import build_release
     from synthgate.release.gate import ReleaseRefused
     from synthgate.release.policy import ReleasePolicy, load_policy
@@ -85,8 +89,10 @@ def build(
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
         err.print("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
-    syn = load_set(synthetic)
+    syn = load_set(synthetic, channels=parse_channels(channels))
     tr = load_set(train) if train is not None else None
+    if tr is not None:
+        syn = conform_to(syn, tr, "--synthetic", "--train")
     try:
         result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr)
     except ReleaseRefused as e:

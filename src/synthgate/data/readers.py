@@ -12,14 +12,14 @@ import gzip
 import logging
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synthgate.data.imageset import ImageSet, Skipped
+from synthgate.data.imageset import ImageSet, Skipped, name_channels
 from synthgate.data.store import is_store, read_store
 from synthgate.errors import InputError, UsageError
 
@@ -199,6 +199,7 @@ def load_set(
     on_error: OnError | str = OnError.RAISE,
     mmap: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    channels: Sequence[str] | None = None,
 ) -> ImageSet:
     """Load any image-set input of DESIGN.md.
 
@@ -208,6 +209,8 @@ def load_set(
         on_error: ``"raise"`` stops at the first invalid file; ``"skip"`` skips it and lists it in ``skipped``.
         mmap: keep a store's images on disk.
         progress: called with (done, total) subjects while slicing a BraTS folder.
+        channels: names of a folder's channels in file order (``label`` marks the label channel); a store or
+            BraTS folder names its own, and must agree.
 
     Raises:
         InputError: missing, invalid or empty input (exit 5).
@@ -228,4 +231,24 @@ def load_set(
         s = slice_cohort(p, ingest or IngestConfig(), on_error=mode, progress=progress)
     if len(s) == 0:
         raise InputError(f"{p}: the set is empty; check the path and the slice-selection settings")
+    if channels is not None:
+        if kind == "images":
+            return name_channels(s, channels, str(p))
+        if tuple(channels) != s.channels:
+            raise InputError(f"--channels {','.join(channels)}: {p} names its own channels "
+                             f"{','.join(s.channels)}; --channels is for folders of image files")
     return s
+
+
+def parse_channels(text: str | None) -> tuple[str, ...] | None:
+    """``"t1,t1c,t2,flair,label"`` -> the names (``None`` for ``None``).
+
+    Raises:
+        UsageError: an empty or repeated name.
+    """
+    if text is None:
+        return None
+    names = tuple(t.strip() for t in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise UsageError(f"--channels {text!r}: give distinct comma-separated names, e.g. t1,t1c,t2,flair,label")
+    return names
