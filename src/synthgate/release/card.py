@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synthgate import __version__
+from synthgate.release.explain import licence_sentence
 from synthgate.release.gate import GateDecision
 from synthgate.release.hf import SHARD_GLOB, preview_channel
 from synthgate.release.nnunet import dataset_json
@@ -215,7 +216,7 @@ it shows that no released image is a close copy of one.
 
 Two-dimensional axial slices only; the generator was trained on a small cohort and its images do not cover
 the variety of real tumours; intensities are normalised per volume and are not quantitative.
-Licence of the training data: {policy.training_licence}.{warn}
+{licence_sentence(policy.output_licence, policy.training_licence, decision.warnings)}{warn}
 
 ## Citation
 
