@@ -119,4 +119,4 @@ def test_holdout_quantile_lines_are_labelled(audit_dir: tuple[Path, tuple[str, .
     fig = score_figure(read_audit(audit_dir[0]))
     labels = sorted(t.get_text().strip() for t in fig.axes[0].texts)
     plt.close(fig)
-    assert labels == ["holdout q0.5", "holdout q0.99"]
+    assert labels == ["holdout median", "holdout q0.99"]

@@ -30,6 +30,7 @@ MATCHES_COLUMNS = (
 )
 PLOTS = ("scores.png", "top_pairs.png")
 MAX_PAIRS = 12
+DIFF_RANGE = 2.0  # |difference| of standardised channels shown from black (0) to full colour (2 sd)
 
 
 def summary_json(result: MemorizationResult) -> dict[str, Any]:
@@ -209,8 +210,8 @@ def _z(x: np.ndarray) -> np.ndarray:
 def _pair_png(syn: np.ndarray, aligned: np.ndarray, channels: tuple[str, ...], label_channel: int | None) -> bytes:
     """One pair as a grid: rows synthetic | aligned training | |difference|, one column per channel (label too).
 
-    The difference is that of the standardised channels (what Pearson r compares); for the label, the pixels
-    whose values differ.
+    The difference is that of the standardised channels (what Pearson r compares), on one fixed scale of 0 to
+    :data:`DIFF_RANGE` standard deviations so pairs compare by eye; for the label, the pixels whose values differ.
     """
     import matplotlib
 
@@ -228,7 +229,7 @@ def _pair_png(syn: np.ndarray, aligned: np.ndarray, channels: tuple[str, ...], l
         axes[1][k].imshow(aligned[k], **kw)
         diff = (np.rint(syn[k]) != np.rint(aligned[k])).astype(np.float32) if is_label \
             else np.abs(_z(syn[k]) - _z(aligned[k]))
-        axes[2][k].imshow(diff, cmap="magma", vmin=0, vmax=1 if is_label else max(float(diff.max()), 1e-6))
+        axes[2][k].imshow(diff, cmap="magma", vmin=0, vmax=1 if is_label else DIFF_RANGE)
         axes[0][k].set_title(name, fontsize=10)
         for r in range(3):
             axes[r][k].set_xticks([])
@@ -321,7 +322,8 @@ one flagged copy. Zero-variance synthetic images (not comparable): {result.count
 <h2>Top pairs</h2>
 <p>Each synthetic image (top row), its nearest training image moved onto it by the matched transform (mirror,
 rotation, zoom, shift; middle row), and the absolute difference of the standardised channels after that
-alignment (bottom row; for the label, the pixels whose values differ). Every channel is shown.</p>
+alignment (bottom row, black = equal, full colour = {DIFF_RANGE:g} standard deviations or more; for the label,
+the pixels whose values differ). Every channel is shown.</p>
 {figures}
 <h2>Matches</h2><table><tr>{head}</tr>{table}</table>
 <p>synthgate {esc(__version__)}</p></body></html>

@@ -26,6 +26,7 @@ from synthgate.release.privacy import find_private_strings
 logger = logging.getLogger(__name__)
 
 UTILITY_PNG = "utility.png"
+SHOWN_QUANTILES = (0.5, 0.95, 0.99, 1.0)  # holdout quantiles drawn on the histogram: the median and the upper tail
 
 
 def _quantiles(dist: Mapping[str, Any]) -> dict[float, float]:
@@ -100,18 +101,19 @@ def score_figure(audit: AuditInputs) -> Any:
 
     fig, ax = plt.subplots(figsize=(7.2, 3.6), dpi=110)
     ax.hist(scores, bins=30, color="#4c72b0", alpha=0.8, label="synthetic → nearest training image")
-    hq = _quantiles((audit.summary.get("distributions") or {}).get("holdout_to_train") or {})
-    top = ax.get_ylim()[1]
-    for k, (q, v) in enumerate(hq.items()):
+    hq = {q: v for q, v in _quantiles((audit.summary.get("distributions") or {}).get("holdout_to_train") or {}).items()
+          if q in SHOWN_QUANTILES}
+    for q, v in hq.items():
         ax.axvline(v, color="#55a868", lw=1, ls=":")
-        ax.text(v, top * (0.97 - 0.09 * (k % 3)), f" holdout q{q:g}", color="#2d6a3e", fontsize=7, ha="left",
-                va="top")
+        name = "median" if q == 0.5 else "max" if q == 1.0 else f"q{q:g}"
+        ax.text(v, 0.98, f"holdout {name} ", transform=ax.get_xaxis_transform(), color="#2d6a3e", fontsize=7,
+                rotation=90, ha="right", va="top")
     if hq:
         ax.plot([], [], color="#55a868", ls=":", label="holdout → train score quantiles")
     ax.axvline(audit.threshold, color="#c44e52", lw=2, label=f"threshold {audit.threshold:.3f}")
     ax.set_xlabel("similarity to the nearest training image (channel-mean Pearson r)")
     ax.set_ylabel("synthetic images")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
