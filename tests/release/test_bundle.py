@@ -34,6 +34,8 @@ def test_bag_is_valid_and_complete(built: dict[str, Any]) -> None:
     bundle = built["result"].path
     bag = bagit.Bag(str(bundle))
     assert bag.is_valid()
+    assert bag.version_info == (1, 0)
+    assert (bundle / "bagit.txt").read_text() == "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
     payload = set(bag.payload_files())
     for f in (
         "README.md",
