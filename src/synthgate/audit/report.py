@@ -6,7 +6,6 @@ URIs) and opens offline. It never goes into a release bundle.
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
 import html
@@ -22,7 +21,9 @@ from synthgate import __version__
 from synthgate.atomic import atomic_dir
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
+from synthgate.audit.transforms import apply_match_transform
 from synthgate.data.imageset import ImageSet
+from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 MATCHES_COLUMNS = (
     "synthetic_id", "train_id", "train_subject", "score", "flagged", "transform",
@@ -98,7 +99,7 @@ def matches_rows(result: MemorizationResult, train: ImageSet, synthetic: ImageSe
             t,
             f"{s.pixel_score[i]:.6f}" if ok else "",
             train.ids[p] if ok else "",
-            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", str(int(s.shift_y[i])), str(int(s.shift_x[i])),
+            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
         ])
     return rows
 
@@ -128,19 +129,11 @@ def write_audit_outputs(
 
 
 def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=110, bbox_inches="tight")
 
 
 def _histogram_png(result: MemorizationResult) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     syn = result.synthetic.score[np.isfinite(result.synthetic.score)]
     null = result.null.score[np.isfinite(result.null.score)]
@@ -176,32 +169,6 @@ def _top_pairs(result: MemorizationResult) -> np.ndarray:
     return np.array(pick, dtype=np.int64)
 
 
-def _aligned_training(t: np.ndarray, flip: bool, angle_deg: float, scale: float, shift_y: float, shift_x: float,
-                      label_channel: int | None) -> np.ndarray:
-    """The C x H x W training image ``t`` moved onto its synthetic match by the match's transform.
-
-    Follows :class:`~synthgate.audit.robust.Alignment`: the candidate is mirrored first when ``flip``; the
-    re-rank found ``q(A p) = t(p + d)`` for the synthetic image ``q``, with ``A`` the warp grid's rotation by
-    ``-angle_deg`` and zoom ``1 / scale`` (normalised coordinates) and ``d = -shift``, so the aligned training
-    image is ``t(A^-1 p + d)``: one ``affine_grid`` sample (bilinear; nearest for the label), zero fill.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    x = np.ascontiguousarray(t[..., ::-1] if flip else t, dtype=np.float32)
-    c, h, w = x.shape
-    a = np.deg2rad(angle_deg)
-    theta = torch.tensor([[[scale * np.cos(a), -scale * np.sin(a), -2.0 * shift_x / w],
-                           [scale * np.sin(a), scale * np.cos(a), -2.0 * shift_y / h]]], dtype=torch.float32)
-    grid = F.affine_grid(theta, [1, c, h, w], align_corners=False)
-    src = torch.from_numpy(x)[None]
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].numpy()
-    if label_channel is not None:
-        out[label_channel] = F.grid_sample(src[:, label_channel : label_channel + 1], grid, mode="nearest",
-                                           padding_mode="zeros", align_corners=False)[0, 0].numpy()
-    return out
-
-
 def _z(x: np.ndarray) -> np.ndarray:
     sd = float(x.std())
     return (x - float(x.mean())) / (sd if sd > 0 else 1.0)
@@ -213,10 +180,7 @@ def _pair_png(syn: np.ndarray, aligned: np.ndarray, channels: tuple[str, ...], l
     The difference is that of the standardised channels (what Pearson r compares), on one fixed scale of 0 to
     :data:`DIFF_RANGE` standard deviations so pairs compare by eye; for the label, the pixels whose values differ.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = len(channels)
     fig, axes = plt.subplots(3, c, figsize=(2.3 * c, 2.3 * 3 + 0.2), squeeze=False)
@@ -248,9 +212,9 @@ def _pairs(result: MemorizationResult, train: ImageSet, synthetic: ImageSet) -> 
         return []
     syn = synthetic.read_rows(pick)
     tr = train.read_rows(s.train_row[pick])
-    return [(int(i), _pair_png(syn[r], _aligned_training(tr[r], bool(s.flip[i]), float(s.angle_deg[i]),
-                                                         float(s.scale[i]), float(s.shift_y[i]), float(s.shift_x[i]),
-                                                         train.label_channel),
+    return [(int(i), _pair_png(syn[r], apply_match_transform(tr[r], bool(s.flip[i]), float(s.angle_deg[i]),
+                                                             float(s.scale[i]), float(s.shift_y[i]),
+                                                             float(s.shift_x[i])),
                                train.channels, train.label_channel))
             for r, i in enumerate(pick)]
 
@@ -280,17 +244,17 @@ def _pair_html(result: MemorizationResult, train: ImageSet, synthetic: ImageSet,
     flag = "FLAGGED" if result.flagged[i] else "not flagged"
     return (f'<figure class="pair"><figcaption><b>{flag}</b>, score {s.score[i]:.4f} '
             f"({esc(s.transforms[i])}: {'mirrored, ' if s.flip[i] else ''}angle {s.angle_deg[i]:g} deg, "
-            f"scale {s.scale[i]:g}, shift {int(s.shift_y[i])}, {int(s.shift_x[i])} px)<br>"
+            f"scale {s.scale[i]:g}, shift {s.shift_y[i]:.1f}, {s.shift_x[i]:.1f} px)<br>"
             f"synthetic <span class=\"id\">{esc(synthetic.ids[i])}</span><br>"
             f"training <span class=\"id\">{esc(train.ids[r])}</span> of subject "
             f"<span class=\"id\">{esc(train.subjects[r])}</span></figcaption>"
-            f'<img alt="pair" src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>')
+            f'<img alt="pair" src="{png_data_uri(png)}"></figure>')
 
 
 def _html(result: MemorizationResult, summary: dict[str, Any], train: ImageSet, synthetic: ImageSet,
           hist: bytes, pairs: list[tuple[int, bytes]]) -> str:
     def img(b: bytes) -> str:
-        return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(b).decode()}">'
+        return f'<img alt="plot" src="{png_data_uri(b)}">'
 
     cal = result.calibration
     esc = html.escape

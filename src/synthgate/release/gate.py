@@ -11,46 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from synthgate.data.labels import REGIONS
 from synthgate.errors import GateRefused, InputError
+from synthgate.release.checks import Check
 from synthgate.release.inputs import AuditInputs, UtilityInputs
 from synthgate.release.licence import licence_conflicts
-from synthgate.release.policy import REGIONS, ReleasePolicy
+from synthgate.release.policy import ReleasePolicy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One rule of the gate: its figure, the policy value, and whether it passed.
-
-    ``waived``: the policy switched the rule off (e.g. ``require_utility = false``), so it cannot refuse; such a
-    check counts as passed but is reported as waived, never as a pass.
-    """
-
-    name: str
-    passed: bool
-    value: str
-    limit: str
-    detail: str = ""
-    waived: bool = False
-
-    @property
-    def status(self) -> str:
-        """``pass``, ``fail`` or ``waived``."""
-        return "fail" if not self.passed else "waived" if self.waived else "pass"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "passed": self.passed,
-            "value": self.value,
-            "limit": self.limit,
-            "detail": self.detail,
-        }
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.value} (policy: {self.limit})" + (f"; {self.detail}" if self.detail else "")
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ when it names no private id (:func:`synthgate.release.privacy.find_private_strin
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from synthgate.release.gate import GateDecision
 from synthgate.release.inputs import AuditInputs, UtilityInputs
 from synthgate.release.policy import ReleasePolicy
 from synthgate.release.privacy import find_private_strings
+from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +93,7 @@ def score_figure(audit: AuditInputs) -> Any:
     scores = [m.score for m in audit.matches if m.score is not None]
     if not scores:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.2, 3.6), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(7.2, 3.6), dpi=110)
     ax.hist(scores, bins=30, color="#4c72b0", alpha=0.8, label="synthetic → nearest training image")
     hq = {q: v for q, v in _quantiles((audit.summary.get("distributions") or {}).get("holdout_to_train") or {}).items()
           if q in SHOWN_QUANTILES}
@@ -119,15 +113,9 @@ def score_figure(audit: AuditInputs) -> Any:
 
 
 def _score_plot(audit: AuditInputs) -> str | None:
+    """:func:`score_figure` as a PNG data URI."""
     fig = score_figure(audit)
-    if fig is None:
-        return None
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return None if fig is None else png_data_uri(figure_png(fig))
 
 
 _DIST_NAMES = {"synthetic_to_train": "synthetic → train", "holdout_to_train": "holdout → train"}
@@ -187,7 +175,7 @@ def _utility_html(data: Mapping[str, Any], utility: UtilityInputs | None, privat
     png = utility.path / UTILITY_PNG
     if png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
         body += (f'<img alt="Dice per region and training source" '
-                 f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
+                 f'src="{png_data_uri(png.read_bytes())}">')
     return body
 
 
@@ -214,7 +202,7 @@ def report_html(
     test_text = mann_whitney_sentence(test, data["decision"], mem.get("threshold"),
                                       data["counts"]["flagged_before_removal"], data["counts"]["released"])
     plot = _score_plot(audit)
-    plot_html = (f'<img alt="histogram of similarity scores" src="data:image/png;base64,{plot}">'
+    plot_html = (f'<img alt="histogram of similarity scores" src="{plot}">'
                  '<p class="note">Dotted green lines: quantiles of the holdout → train scores (real subjects the '
                  "generator never saw), the reference for what an unrelated image scores; red: the threshold.</p>"
                  if plot else "")
