@@ -50,12 +50,12 @@ def test_dataset_json_fields_without_nnunet() -> None:
 def test_verify_compares_the_nifti_geometry_with_the_store(built: dict[str, Any]) -> None:
     train = built["train"]
     ok = {c.name: c for c in verify_bundle(built["result"].path, train=train).checks}["store_geometry"]
-    assert ok.ok, ok.detail
+    assert ok.passed, ok.detail
     other = replace(train, meta={**train.meta, "spacing": [3.75, 3.75, 1.0]})
     bad = {c.name: c for c in verify_bundle(built["result"].path, train=other).checks}["store_geometry"]
-    assert not bad.ok and "3.75" in bad.detail
+    assert not bad.passed and "3.75" in bad.detail
     turned = replace(train, meta={**train.meta, "orientation": ["R", "A", "S"]})
-    assert not {c.name: c for c in verify_bundle(built["result"].path, train=turned).checks}["store_geometry"].ok
+    assert not {c.name: c for c in verify_bundle(built["result"].path, train=turned).checks}["store_geometry"].passed
 
 
 def test_nifti_reads_back_through_the_folder_reader(built: dict[str, Any], tmp_path: Path) -> None:
