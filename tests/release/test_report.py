@@ -92,15 +92,16 @@ def test_mann_whitney_is_put_against_the_decision() -> None:
 def test_utility_shown_once_with_its_plot(audit_dir: tuple[Path, tuple[str, ...]], tmp_path: Path) -> None:
     from PIL import Image
 
-    util = write_utility(tmp_path / "u", fragment="<section><table><tr><td>WT</td></tr></table></section>")
+    util = write_utility(tmp_path / "u", fragment="<div><h2>Utility here</h2><table><tr><td>WT</td></tr></table></div>")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(util / "utility.png")
     _, page = _report(audit_dir, ReleasePolicy(), util)
-    section = page.split("<h2>Utility</h2>")[1].split("<h2>")[0]
+    section = page.split('<section id="utility">')[1].split("</section>\n")[0]
     assert section.count("<table") == 1 and section.count('alt="Dice per region') == 1
+    assert section.count("<h2>") == 1
     # without a fragment the table comes from utility.json, still once
     util2 = write_utility(tmp_path / "u2")
     _, page = _report(audit_dir, ReleasePolicy(), util2)
-    section = page.split("<h2>Utility</h2>")[1].split("<h2>")[0]
+    section = page.split('<section id="utility">')[1].split("</section>\n")[0]
     assert section.count("<table") == 1 and "whole tumour" in section and "<img" not in section
 
 

@@ -32,7 +32,7 @@ def render_checks(decision: GateDecision) -> None:
     for col in ("", "check", "figure", "policy", "note"):
         table.add_column(col)
     for c in decision.checks:
-        mark = Text("pass", "green") if c.passed else Text("FAIL", "bold red")
+        mark = {"pass": Text("pass", "green"), "waived": Text("waived", "dim")}.get(c.status, Text("FAIL", "bold red"))
         table.add_row(mark, *(Text(str(v)) for v in (c.name, c.value, c.limit, c.detail)))
     err.print(table)
     for w in decision.warnings:

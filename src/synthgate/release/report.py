@@ -97,11 +97,18 @@ def score_figure(audit: AuditInputs) -> Any:
     ax.hist(scores, bins=30, color="#4c72b0", alpha=0.8, label="synthetic → nearest training image")
     hq = {q: v for q, v in _quantiles((audit.summary.get("distributions") or {}).get("holdout_to_train") or {}).items()
           if q in SHOWN_QUANTILES}
-    for q, v in hq.items():
+    lo, hi = min([*scores, *hq.values(), audit.threshold]), max([*scores, *hq.values(), audit.threshold])
+    groups: list[list[tuple[float, float]]] = []  # quantiles closer than 3 % of the x range share one label
+    for q, v in sorted(hq.items(), key=lambda kv: kv[1]):
         ax.axvline(v, color="#55a868", lw=1, ls=":")
-        name = "median" if q == 0.5 else "max" if q == 1.0 else f"q{q:g}"
-        ax.text(v, 0.98, f"holdout {name} ", transform=ax.get_xaxis_transform(), color="#2d6a3e", fontsize=7,
-                rotation=90, ha="right", va="top")
+        if groups and v - groups[-1][-1][1] < 0.03 * max(hi - lo, 1e-9):
+            groups[-1].append((q, v))
+        else:
+            groups.append([(q, v)])
+    for g in groups:
+        names = ", ".join("median" if q == 0.5 else "max" if q == 1.0 else f"q{q:g}" for q, _ in g)
+        ax.text(g[0][1], 0.98, f"holdout {names} ", transform=ax.get_xaxis_transform(), color="#2d6a3e",
+                fontsize=7, rotation=90, ha="right", va="top")
     if hq:
         ax.plot([], [], color="#55a868", ls=":", label="holdout → train score quantiles")
     ax.axvline(audit.threshold, color="#c44e52", lw=2, label=f"threshold {audit.threshold:.3f}")
@@ -157,10 +164,10 @@ def _utility_html(data: Mapping[str, Any], utility: UtilityInputs | None, privat
     """The utility audit once: its public fragment when safe (else a table from utility.json), and utility.png."""
     e = html.escape
     if utility is None:
-        return "<p>No utility audit was run.</p>"
+        return "<h2>Utility</h2><p>No utility audit was run.</p>"
     frag = utility.fragment
     if frag and not find_private_strings(frag.encode("utf-8"), private) and "<script" not in frag.lower():
-        body = f'<div class="fragment">{frag}</div>'
+        body = f'<div class="fragment">{frag}</div>'  # it brings its own heading
     else:
         if frag:
             logger.warning("utility fragment left out of the public report: it names a private id or has a script")
@@ -169,8 +176,8 @@ def _utility_html(data: Mapping[str, Any], utility: UtilityInputs | None, privat
         rows = [[f"{e(r)} ({REGION_NAMES[r]})", *(_num((means.get(m) or {}).get(r), 3)
                                                 for m in ("real", "synthetic", "mixed")), _num(ratio.get(r), 3)]
                 for r in ("WT", "TC", "ET")]
-        body = ("<p>Mean Dice on real test subjects of a segmentation network trained on each source; the ratio "
-                "divides the synthetic-trained Dice by the real-trained one.</p>"
+        body = ("<h2>Utility</h2><p>Mean Dice on real test subjects of a segmentation network trained on each "
+                "source; the ratio divides the synthetic-trained Dice by the real-trained one.</p>"
                 + _table(rows, ["region", "Dice real", "Dice synthetic", "Dice mixed", "synthetic/real"]))
     png = utility.path / UTILITY_PNG
     if png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
@@ -242,7 +249,7 @@ expected false-positive rate {_num(cal.get("expected_false_positive_rate"))}); f
 {dist}
 <p>{e(test_text)}</p>
 {plot_html}
-<h2>Utility</h2>{_utility_html(data, utility, private)}
+<section id="utility">{_utility_html(data, utility, private)}</section>
 <h2>Licence</h2><p>{e(licence_sentence(lic["output"], lic["training_data"], data["warnings"]))}</p>
 {f"<ul>{warns}</ul>" if warns else ""}
 </body></html>
