@@ -22,6 +22,11 @@ def test_affine_has_the_axes_and_spacing(axes: tuple[str, str, str]) -> None:
     assert np.allclose(nib.affines.voxel_sizes(a), [3.75, 2.5, 1.5])
 
 
+def test_lone_slice_spacing_replaces_the_slice_thickness() -> None:
+    a = Geometry((3.75, 3.75, 1.0), SLICE_AXES, known=True).affine((64, 64), slice_spacing=999.0)
+    assert np.allclose(nib.affines.voxel_sizes(a), [3.75, 3.75, 999.0]) and nib.aff2axcodes(a) == SLICE_AXES
+
+
 def test_affine_keeps_the_voxel_positions_of_the_ras_layout() -> None:
     """A P-R-S image is the RAS image transposed and flipped: every pixel lands at the same world point."""
     g = Geometry((2.0, 3.0, 1.0), SLICE_AXES, known=True)

@@ -25,6 +25,10 @@ import numpy as np
 from synthgate.errors import InputError
 
 SLICE_AXES = ("P", "R", "S")  # rows, columns, slice normal of every slice ingest writes
+#: Through-plane spacing of a lone 2D slice written as NIfTI: nnU-Net's 2D convention (its natural-image reader
+#: uses 999). nnU-Net plans 2D on the two axes of smallest spacing, so the real slice thickness (1 mm for BraTS,
+#: below the 3.75 mm pixels of a 64 px slice) would make it plan on the wrong plane.
+LONE_SLICE_SPACING = 999.0
 _RAS = ("R", "A", "S")
 
 
@@ -60,12 +64,17 @@ class Geometry:
         """In-plane spacing (rows, columns) in mm."""
         return self.spacing[0], self.spacing[1]
 
-    def affine(self, shape: Sequence[int]) -> np.ndarray:
+    def affine(self, shape: Sequence[int], slice_spacing: float | None = None) -> np.ndarray:
         """The 4 x 4 affine of an H x W x 1 array laid out in this geometry.
 
         Built as nibabel reorients images: the diagonal affine of the same voxels in RAS order, composed with
         :func:`nibabel.orientations.inv_ornt_aff` of the transform from RAS to :attr:`axes`. Voxel (0, 0, 0) of
         the RAS layout sits at the origin.
+
+        Args:
+            shape: H, W of the image.
+            slice_spacing: the through-plane spacing to write instead of the source's slice thickness (a lone
+                slice has no neighbour; see :data:`LONE_SLICE_SPACING`).
         """
         from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
 
@@ -73,8 +82,9 @@ class Geometry:
         zooms_ras = np.empty(3)
         shape_ras = np.empty(3, dtype=np.int64)
         dims = (*tuple(int(d) for d in shape[:2]), 1)
+        zooms = (*self.spacing[:2], self.spacing[2] if slice_spacing is None else slice_spacing)
         for k, (ras_axis, _) in enumerate(target):
-            zooms_ras[int(ras_axis)] = self.spacing[k]
+            zooms_ras[int(ras_axis)] = zooms[k]
             shape_ras[int(ras_axis)] = dims[k]
         to_target = ornt_transform(axcodes2ornt(_RAS), target)
         return np.diag([*zooms_ras, 1.0]) @ inv_ornt_aff(to_target, tuple(shape_ras))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synthgate import __version__
+from synthgate.data.geometry import LONE_SLICE_SPACING
 from synthgate.release.explain import licence_sentence
 from synthgate.release.gate import GateDecision
 from synthgate.release.hf import SHARD_GLOB, preview_channel
@@ -98,7 +99,8 @@ def _geometry_line(r: ReleaseImages) -> str:
                 "with rows toward posterior and columns toward the patient's right.")
     return (f"- Pixels are {g.spacing[0]:.3g} x {g.spacing[1]:.3g} mm (rows x columns) after resampling, from slices "
             f"{g.spacing[2]:.3g} mm thick; rows run toward {_AXIS_WORDS[g.axes[0]]}, columns toward "
-            f"{_AXIS_WORDS[g.axes[1]]} (nibabel axis codes {''.join(g.axes)}), as in the NIfTI affines.")
+            f"{_AXIS_WORDS[g.axes[1]]} (nibabel axis codes {''.join(g.axes)}), as in the NIfTI affines (whose "
+            f"through-plane spacing is nnU-Net's 2D convention, {LONE_SLICE_SPACING:g}).")
 
 
 _AXIS_WORDS = {"P": "posterior", "A": "anterior", "R": "the patient's right", "L": "the patient's left",

@@ -2,7 +2,9 @@
 
 NIfTI headers are built from scratch (the affine of the set's :class:`~synthgate.data.geometry.Geometry`: pixel
 spacing and anatomical axes after ingest's resampling, nothing else): no description, auxiliary file or intent
-name, so no text from a source file can leak. Each 2D image is stored as H x W x 1 (rows, columns, slice).
+name, so no text from a source file can leak. Each 2D image is stored as H x W x 1 (rows, columns, slice), the
+slice axis with nnU-Net's 2D spacing (:data:`~synthgate.data.geometry.LONE_SLICE_SPACING`) so nnU-Net plans on
+the image plane; the source's slice thickness is in ``dataset.json``.
 nnU-Net needs consecutive label values, so source values are renumbered 0..K-1 in ``labelsTr``;
 ``dataset.json`` has exactly the fields of ``nnunetv2.dataset_conversion.generate_dataset_json`` and records,
 as extra keys, the source value of each label and the geometry.
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from synthgate import __version__
-from synthgate.data.geometry import Geometry
+from synthgate.data.geometry import LONE_SLICE_SPACING, Geometry
 from synthgate.errors import InputError, IntegrityError
 from synthgate.release.payload import ReleaseImages
 
@@ -98,7 +100,7 @@ def write_nnunet(r: ReleaseImages, payload: Path, dataset: dict[str, Any]) -> Pa
 
     root = payload / NNUNET_DIR / DATASET_NAME
     (root / "imagesTr").mkdir(parents=True)
-    affine = r.geometry.affine(r.images.shape[-2:])
+    affine = r.geometry.affine(r.images.shape[-2:], slice_spacing=LONE_SLICE_SPACING)
     for i, case in enumerate(r.ids):
         for c in range(r.images.shape[1]):
             nib.save(_nifti(r.images[i, c], affine), str(root / "imagesTr" / f"{case}_{c:04d}{FILE_ENDING}"))
@@ -172,7 +174,7 @@ def read_nnunet(payload: Path) -> NnunetImages:
             return None
         if not first_affine:
             first_affine.append(np.asarray(img.affine))
-        if not np.allclose(img.affine, geometry.affine(data.shape[:2]), atol=1e-5):
+        if not np.allclose(img.affine, geometry.affine(data.shape[:2], LONE_SLICE_SPACING), atol=1e-5):
             problems.append(f"{path.relative_to(payload)}: affine differs from the geometry in dataset.json "
                             f"({nib.aff2axcodes(img.affine)} vs {geometry.axes})")
         for field in TEXT_FIELDS:

@@ -148,12 +148,12 @@ def _store_geometry_check(nn: NnunetImages, train: ImageSet) -> Check:
 
     axes = tuple(nib.aff2axcodes(nn.affine))
     sizes = [float(v) for v in nib.affines.voxel_sizes(nn.affine)]
-    if axes != want.axes or not np.allclose(sizes, want.spacing, rtol=1e-4):
+    if axes != want.axes or not np.allclose(sizes[:2], want.pixel_spacing, rtol=1e-4):
         return Check("store_geometry", False,
                            f"NIfTI axes {''.join(axes)} and voxel sizes {[round(v, 4) for v in sizes]} mm, but the "
-                           f"training store has {''.join(want.axes)} and {list(want.spacing)} mm")
-    return Check("store_geometry", True, f"axes {''.join(axes)}, {[round(v, 4) for v in sizes]} mm as in "
-                       "the training store's meta")
+                           f"training store has {''.join(want.axes)} and {list(want.pixel_spacing)} mm pixels")
+    return Check("store_geometry", True, f"axes {''.join(axes)}, {[round(v, 4) for v in sizes[:2]]} mm pixels as in "
+                 "the training store's meta")
 
 
 def _report_check(payload: Path, n: int) -> Check:
