@@ -121,3 +121,15 @@ def test_holdout_quantile_lines_are_labelled(audit_dir: tuple[Path, tuple[str, .
     labels = sorted(t.get_text().strip() for t in fig.axes[0].texts)
     plt.close(fig)
     assert labels == ["holdout median", "holdout q0.99"]
+
+
+def test_cli_table_shows_waived(audit_dir: tuple[Path, tuple[str, ...]], capsys: pytest.CaptureFixture[str]) -> None:
+    from synthgate.cli.release import render_checks
+
+    path, ids = audit_dir
+    decision = evaluate_gate(ids, read_audit(path), None, ReleasePolicy(require_utility=False,
+                                                                        require_holdout_calibration=False))
+    render_checks(decision)
+    lines = capsys.readouterr().err.splitlines()
+    assert any("waived" in ln and "utility" in ln for ln in lines)
+    assert not any("pass" in ln and " utility " in ln for ln in lines)
