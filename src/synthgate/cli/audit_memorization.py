@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
+from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+from synthgate.audit.report import summary_json, write_audit_outputs
 from synthgate.audit.search import Backend, resolve_backend
-from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     ALL_TRANSFORMS,
@@ -21,11 +22,14 @@ from synthgate.cli.options import (
     MaxMemory,
     Out,
     Overwrite,
+    SubjectPatternOpt,
+    SubjectsOpt,
     TransformsOpt,
 )
+from synthgate.data.readers import load_set
+from synthgate.data.subjects import apply_subjects, subject_map
 
 
-@app.command("memorization")
 @handle_errors
 def memorization(
     train: Annotated[Path, typer.Option("--train", help="Training set (slice store, image folder or BraTS folder).")],
@@ -42,6 +46,8 @@ def memorization(
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
     channels: FolderChannels = None,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     max_memory: MaxMemory = 2 << 30,
     backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
@@ -50,10 +56,8 @@ def memorization(
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
     matches.csv, summary.json, report.html."""
-    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
-    from synthgate.audit.report import summary_json, write_audit_outputs
     from synthgate.data.imageset import conform_to
-    from synthgate.data.readers import load_set, parse_channels
+    from synthgate.data.readers import parse_channels
 
     dev = resolve_device(device)
     be = resolve_backend(backend, dev)
@@ -61,16 +65,16 @@ def memorization(
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
     check_target(out, overwrite)
     folder_channels = parse_channels(channels)
-    train_set = load_set(train, channels=folder_channels)
+    groups = subject_map(subjects, subject_pattern)
+    train_set = apply_subjects(load_set(train, channels=folder_channels), groups, "--train")
     syn_set = conform_to(load_set(synthetic, channels=folder_channels), train_set, "--synthetic", "--train")
-    hold_set = None if holdout is None else conform_to(load_set(holdout, channels=folder_channels), train_set,
-                                                        "--holdout", "--train")
-    with progress_bar("memorization audit") as advance:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config,
-                                        progress=lambda stage, d, t: advance(d, t, rate=stage))
+    hold_set = None if holdout is None else apply_subjects(
+        conform_to(load_set(holdout, channels=folder_channels), train_set, "--holdout", "--train"), groups, "--holdout")
+    with progress_bar("memorization audit") as progress:
+        result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
     write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
     if json_out:
-        print_json(summary_json(result))
+        print_json(summary_json(result, train_set))
     else:
         cal = result.calibration
         say(

@@ -8,14 +8,25 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
-from synthgate.cli.audit import app
-from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
-from synthgate.cli.options import Device, DeviceOpt, FolderChannels, Json, Out, Overwrite
+from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
+from synthgate.cli.options import (
+    Device,
+    DeviceOpt,
+    FolderChannels,
+    Json,
+    Out,
+    Overwrite,
+    SubjectPatternOpt,
+    SubjectsOpt,
+)
+from synthgate.data.imageset import conform_to
+from synthgate.data.readers import load_set, parse_channels
+from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.segment.models import Net
-from synthgate.segment.utility import Mode, UtilityPreset
+from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
+from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset, run_utility
 
 
-@app.command("utility")
 @handle_errors
 def utility(
     real_train: Annotated[Path, typer.Option("--real-train", help="Real training set (store or folder).")],
@@ -47,6 +58,8 @@ def utility(
         int | None, typer.Option("--max-slices", min=1, help="Train on at most N slices.")
     ] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentations.")] = False,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     device: DeviceOpt = Device.AUTO,
     threads: Annotated[
         int | None,
@@ -59,11 +72,6 @@ def utility(
 ) -> None:
     """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
     utility.json, utility.png and the report fragment to --out."""
-    from synthgate.cli.common import resolve_device
-    from synthgate.data.imageset import conform_to
-    from synthgate.data.readers import load_set, parse_channels
-    from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
-    from synthgate.segment.utility import UtilityConfig, run_utility
 
     check_target(out_dir, overwrite)  # before hours of training, not after
     config = UtilityConfig.preset(
@@ -82,11 +90,13 @@ def utility(
         import torch
 
         torch.set_num_threads(threads)
-    train, test = load_set(real_train), load_set(real_test)
+    groups = subject_map(subjects, subject_pattern)
+    train = apply_subjects(load_set(real_train), groups, "--real-train")
+    test = apply_subjects(load_set(real_test), groups, "--real-test")
     syn = None if synthetic is None else conform_to(load_set(synthetic, channels=parse_channels(channels)), train,
                                                     "--synthetic", "--real-train")
-    with progress_bar("utility: training epochs") as advance:
-        result = run_utility(syn, train, test, config, device=dev, progress=lambda d, t: advance(d, total=t))
+    with progress_bar("utility: training epochs") as progress:
+        result = run_utility(syn, train, test, config, device=dev, progress=progress)
     write_utility_outputs(result, out_dir, overwrite=overwrite)
     if as_json:
         print_json(utility_json(result))

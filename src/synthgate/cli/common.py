@@ -24,6 +24,7 @@ from rich.text import Text
 
 from synthgate.cli.options import Device
 from synthgate.errors import ExitCode, SynthgateError, UsageError
+from synthgate.runtime import Progress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,21 +117,24 @@ def progress_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(done, total=None)``: a rich progress bar on terminals, a no-op elsewhere."""
+def progress_bar(description: str) -> Iterator[Progress]:
+    """Yield a library ``progress(stage, done, total)`` callback drawn as one rich bar per stage (``description:
+    stage``), with its rate and ETA, on a terminal; a no-op elsewhere."""
     if not progress_enabled():
-        yield lambda *a, **k: None
+        yield lambda stage, done, total: None
         return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
 
-    with Progress(
+    with RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -138,11 +142,15 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
-        transient=True,
     ) as prog:
-        task = prog.add_task(description, total=total, rate="")
+        tasks: dict[str, Any] = {}
 
-        def update(done: int, total: int | None = None, rate: str = "") -> None:
-            prog.update(task, completed=done, total=total, rate=rate)
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(f"{description}: {stage}", total=total, rate="")
+            task = tasks[stage]
+            prog.update(task, completed=done, total=total)
+            speed = prog.tasks[task].speed
+            prog.update(task, rate=f"{speed:,.0f}/s" if speed else "")
 
         yield update

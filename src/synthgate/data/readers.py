@@ -12,7 +12,7 @@ import gzip
 import logging
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from synthgate.data.config import IngestConfig, OnError
 from synthgate.data.imageset import ImageSet, Skipped, name_channels
 from synthgate.data.ingest import slice_cohort
 from synthgate.data.store import is_store, read_store
+from synthgate.data.subjects import PER_IMAGE, SUBJECTS_KEY
 from synthgate.errors import InputError, UsageError
+from synthgate.runtime import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +45,14 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
 
 
-def validate_array(arr: np.ndarray, where: str, allow_constant: bool = False) -> None:
+def validate_array(arr: np.ndarray, where: str) -> None:
     """Raise :class:`InputError` for NaN/Inf values or an all-constant image."""
     if not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{where}: not numeric image data (dtype {arr.dtype})")
     finite = np.isfinite(arr)
     if not finite.all():
         raise InputError(f"{where}: {int((~finite).sum())} NaN/Inf values; fix or remove the file")
-    if not allow_constant and arr.size and float(arr.max()) == float(arr.min()):
+    if arr.size and float(arr.max()) == float(arr.min()):
         raise InputError(f"{where}: all values are {float(arr.min()):g} (a constant image); fix or remove the file")
 
 
@@ -113,7 +115,8 @@ def _read_nifti_2d(path: Path) -> np.ndarray:
 def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_sep: str | None = None) -> ImageSet:
     """Read a folder of per-image files into a set (id = file stem).
 
-    The subject of each image is its id, or the part of the id before ``subject_sep`` when given.
+    The subject of each image is its id, or the part of the id before ``subject_sep`` when given; without
+    ``subject_sep`` the set is marked as having per-image subjects (:mod:`synthgate.data.subjects`).
     Images must share one shape; with ``on_error="skip"`` invalid files are skipped and listed in ``skipped``.
     """
     files = sorted(p for p in folder.iterdir() if _is_image_file(p))
@@ -146,6 +149,7 @@ def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_s
         subjects=tuple(subjects),
         channels=tuple(f"c{i}" for i in range(c)),
         sources=("file",) * len(ids),
+        meta={} if subject_sep else {SUBJECTS_KEY: str(PER_IMAGE)},
         skipped=tuple(skipped),
     )
 
@@ -189,7 +193,7 @@ def load_set(
     ingest: IngestConfig | None = None,
     on_error: OnError | str = OnError.RAISE,
     mmap: bool = True,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     channels: Sequence[str] | None = None,
 ) -> ImageSet:
     """Load any image-set input of DESIGN.md.
@@ -199,7 +203,7 @@ def load_set(
         ingest: slicing settings for a BraTS folder (defaults of :class:`IngestConfig` when ``None``).
         on_error: ``"raise"`` stops at the first invalid file; ``"skip"`` skips it and lists it in ``skipped``.
         mmap: keep a store's images on disk.
-        progress: called with (done, total) subjects while slicing a BraTS folder.
+        progress: called as ``progress("ingest", done, total)`` over the subjects of a BraTS folder.
         channels: names of a folder's channels in file order (``label`` marks the label channel); a store or
             BraTS folder names its own, and must agree.
 

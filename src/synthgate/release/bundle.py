@@ -34,6 +34,7 @@ from synthgate.release.policy import ReleasePolicy
 from synthgate.release.privacy import private_strings, scan_files
 from synthgate.release.provenance import build_provenance, manifest_hash
 from synthgate.release.report import report_html, report_json
+from synthgate.runtime import optional_import
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,7 @@ BAGIT_VERSION = "1.0"
 def _make_bag(folder: Path) -> None:
     """Turn ``folder`` into a BagIt 1.0 bag: bagit writes the manifests, then the declaration and tag manifest
     are rewritten for version 1.0 (bagit-python validates 1.0 bags but only writes 0.97)."""
-    import bagit
-
+    bagit = optional_import("bagit")
     bagit.make_bag(
         str(folder),
         bag_info={
