@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
-from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+from synthgate.audit.memorization import MemorizationConfig, Score, run_memorization_audit
 from synthgate.audit.report import summary_json, write_audit_outputs
 from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
@@ -28,6 +28,21 @@ from synthgate.cli.options import (
 )
 from synthgate.data.readers import load_set
 from synthgate.data.subjects import apply_subjects, subject_map
+from synthgate.errors import UsageError
+
+
+def parse_scores(text: str) -> tuple[Score, ...]:
+    """``"pearson,structure"`` -> the scores (:class:`~synthgate.audit.memorization.Score`).
+
+    Raises:
+        UsageError: a name that is not a score.
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in {str(x) for x in Score}]
+    if bad or not names:
+        raise UsageError(f"--scores: {', '.join(map(repr, bad)) or 'nothing'} is not one of "
+                         f"{', '.join(map(str, Score))}; give a comma list of them")
+    return tuple(Score(n) for n in names)
 
 
 @handle_errors
@@ -46,6 +61,9 @@ def memorization(
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
     channels: FolderChannels = None,
+    scores: Annotated[str, typer.Option(
+        "--scores", help="Scores that vote, comma list of pearson, structure, partial (pearson always votes).")
+    ] = "pearson,structure,partial",
     subjects: SubjectsOpt = None,
     subject_pattern: SubjectPatternOpt = None,
     max_memory: MaxMemory = 2 << 30,
@@ -62,7 +80,8 @@ def memorization(
     dev = resolve_device(device)
     be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
-                                include_label=include_label, max_memory=max_memory, backend=be, device=dev)
+                                include_label=include_label, max_memory=max_memory, backend=be, device=dev,
+                                scores=parse_scores(scores))
     check_target(out, overwrite)
     folder_channels = parse_channels(channels)
     groups = subject_map(subjects, subject_pattern)
