@@ -160,9 +160,10 @@ class Plan:
 
 
 def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: int, n_warps: int, k: int,
-                flips: bool, device: str = "cpu") -> Plan:
+                flips: bool, device: str = "cpu", n_train: int | None = None) -> Plan:
     """A :class:`Plan` that keeps the audit's working set within ``max_memory`` bytes (host) and, on CUDA, within
-    70 % of the free device memory for the cache."""
+    70 % of the free device memory for the cache. When the cache of ``n_train`` images goes to a file, its share
+    of the host budget goes to the working blocks instead."""
     d = n_compared * h * w
     m = 2 if flips else 1
     if device.startswith("cuda"):
@@ -170,9 +171,11 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         cache_budget = int(0.7 * free)
+        work = 0.9 * max_memory
     else:
         cache_budget = int(0.45 * max_memory)
-    work = 0.55 * max_memory
+        in_file = n_train is not None and n_train * d * 4 > cache_budget
+        work = (0.9 if in_file else 0.55) * max_memory
     read_block = max(1, int(0.15 * work) // (4 * (n_channels * h * w + 3 * d)))
     query_block = max(1, int(0.35 * work) // (4 * (n_channels * h * w + (m + 2) * d)))
     # a block of cached features (+ bf16 copy) and the query x block scores (result + partial product)
@@ -224,7 +227,8 @@ def run_memorization_audit(
     warps = make_warps(config.rotations if Transform.ROTATE in geometric else (),
                        config.scales if Transform.ZOOM in geometric else ()) if geometric else ()
     max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
-    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device)
+    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device,
+                       len(train))
     backend = resolve_backend(config.backend, config.device)
     refine_free = (Transform.ROTATE in geometric, Transform.ZOOM in geometric, Transform.SHIFT in geometric)
     settings = MatchSettings(config.k, backend, config.device, flips, warps, max_shift, plan.query_block,
