@@ -22,6 +22,8 @@ from synthgate.audit.calibration import (
     TwoSampleTest,
     calibrate_scores,
     compare_to_null,
+    largest_z,
+    standardisation,
 )
 from synthgate.audit.features import feature_channels
 from synthgate.audit.index import build_feature_cache
@@ -134,6 +136,8 @@ class MemorizationResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
     calibrations: dict[str, Calibration] = field(default_factory=dict)  # one per score that votes
     flagged_by: tuple[str, ...] = ()  # per synthetic image: the scores at or above their threshold, "+"-joined
+    statistic: np.ndarray | None = None  # per synthetic image: what the scores vote with (largest standardised
+    # score; the Pearson score when it votes alone), for rankings such as an AUC
 
     @property
     def fraction_flagged(self) -> float:
@@ -286,6 +290,11 @@ def run_memorization_audit(
                                                                                   syn.partial_row)}
     calibrations = calibrate_scores({str(v): values[v][1] for v in votes}, method, config.quantile, config.threshold)
     cal = calibrations[Score.PEARSON]
+    if len(votes) > 1:
+        mean, sd = standardisation({str(v): values[v][1] for v in votes})
+        statistic = largest_z({str(v): values[v][0] for v in votes}, mean, sd)
+    else:
+        statistic = np.asarray(syn.score, dtype=np.float64)
     hits = np.stack([syn.valid & (np.nan_to_num(values[v][0], nan=-np.inf) >= calibrations[str(v)].threshold)
                      for v in votes])
     flagged: np.ndarray = np.asarray(hits.any(axis=0), dtype=bool)
@@ -327,7 +336,7 @@ def run_memorization_audit(
         config=config, synthetic=syn, null=null, null_name=null_name, null_ids=tuple(null_ids), calibration=cal,
         flagged=flagged, train_subjects=subjects, leaked_subjects=leaked, test=test, counts=counts,
         settings=settings_json, versions=_versions(), seconds=seconds, calibrations=calibrations,
-        flagged_by=flagged_by,
+        flagged_by=flagged_by, statistic=statistic,
     )
 
 
