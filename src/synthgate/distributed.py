@@ -141,14 +141,16 @@ def init(launch: Launch) -> None:
 
 def shutdown() -> None:
     """Leave the process group, if this process joined one."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():  # type: ignore[attr-defined]
-        dist.destroy_process_group()  # type: ignore[attr-defined]
+    if _group_active():
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
 
 
 def _group_active() -> bool:
+    """A process group is up; never imports torch (a single process may not have loaded it)."""
     dist = sys.modules.get("torch.distributed")
-    return bool(dist is not None and dist.is_available() and dist.is_initialized())  # type: ignore[attr-defined]
+    return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
 def rank() -> int:
