@@ -8,6 +8,7 @@ import typer
 
 from synthgate.cli.audit import app
 from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar
+from synthgate.distributed import on_main, sharded
 from synthgate.errors import UsageError
 from synthgate.segment.models import Net
 from synthgate.segment.utility import Mode, Preset
@@ -15,6 +16,7 @@ from synthgate.segment.utility import Mode, Preset
 
 @app.command("utility")
 @handle_errors
+@sharded
 def utility(
     real_train: Path = typer.Option(..., "--real-train", help="Real training set (store or folder)."),
     real_test: Path = typer.Option(..., "--real-test", help="Real test set, subjects unseen in training."),
@@ -70,7 +72,7 @@ def utility(
     train, test = load_set(real_train), load_set(real_test)
     with progress_bar("utility: training epochs") as advance:
         result = run_utility(syn, train, test, config, device=dev, progress=lambda d, t: advance(d, total=t))
-    write_utility_outputs(result, out_dir, overwrite=overwrite)
+    on_main(lambda: write_utility_outputs(result, out_dir, overwrite=overwrite))  # rank 0 writes
     if as_json:
         print_json(utility_json(result))
         return

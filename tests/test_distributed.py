@@ -1,0 +1,185 @@
+"""torchrun and torch.distributed: the launch environment, sharding, error agreement, and 2 gloo ranks on the CPU
+giving the same outputs as one process.
+
+The 2-rank commands all run in ONE torchrun launch (tests/dist_worker.py), in a session of its own that is
+killed whole on timeout, so no process outlives the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from synthgate import distributed
+from synthgate.cli import app
+from synthgate.data.store import write_store
+from synthgate.errors import UsageError
+from tests.segment.helpers import make_tumour_set
+
+runner = CliRunner()
+WORKER = Path(__file__).with_name("dist_worker.py")
+LAUNCH_TIMEOUT_S = 150
+TORCHRUN_ENV = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+
+
+# --- the launch environment, in-process ---------------------------------------------------------------
+
+
+def test_no_torchrun_environment_is_one_process() -> None:
+    launch = distributed.read_launch({"MASTER_ADDR": "node0", "PATH": "/bin"})  # a stray address is not a launch
+    assert launch == distributed.Launch() and launch.is_main and not launch.distributed
+
+
+def test_full_environment_is_read() -> None:
+    launch = distributed.read_launch({**TORCHRUN_ENV, "RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert (launch.rank, launch.world_size, launch.local_rank) == (3, 4, 1)
+    assert launch.distributed and not launch.is_main
+    assert distributed.device_for("cuda", launch) == "cuda:1" and distributed.device_for("cpu", launch) == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RANK": "0"}, "WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not"),
+        ({k: v for k, v in TORCHRUN_ENV.items() if k != "MASTER_PORT"}, "MASTER_PORT not"),
+        ({**TORCHRUN_ENV, "RANK": "two"}, "must be integers"),
+        ({**TORCHRUN_ENV, "RANK": "2"}, "0 <= RANK < WORLD_SIZE"),
+    ],
+)
+def test_partial_or_bad_environment_is_a_usage_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        distributed.read_launch(env)
+
+
+def test_cli_partial_environment_fails_with_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (*distributed.RANK_VARS, *distributed.RENDEZVOUS_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    r = runner.invoke(app, ["data", "phantom", "--out", str(tmp_path / "p"), "--subjects", "1"])
+    assert r.exit_code == 2
+    assert r.output.strip().count("\n") == 0 and "incomplete torchrun environment" in r.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_shard_covers_every_item_once() -> None:
+    for n in (0, 1, 5, 6):
+        parts = [list(distributed.shard(n, r, 3)) for r in range(3)]
+        assert sorted(i for p in parts for i in p) == list(range(n))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert list(distributed.shard(4)) == [0, 1, 2, 3]  # no process group: everything
+
+
+def test_without_a_group_helpers_are_one_process() -> None:
+    assert distributed.gather_checked(lambda: 7) == [7]
+    assert distributed.on_main(lambda: "x") == "x"
+    assert distributed.broadcast({"a": 1}) == {"a": 1}
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    with pytest.raises(ValueError, match="boom"):  # errors pass through unchanged
+        distributed.gather_checked(lambda: (_ for _ in ()).throw(ValueError("boom")))
+
+
+# --- 2 gloo ranks against one process -------------------------------------------------------------------
+
+
+def _torchrun(plan: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """Launch the worker under torchrun in its own session; kill the whole session on timeout."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [*cmd, str(WORKER), str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {LAUNCH_TIMEOUT_S} s:\n{output[-3000:]}")
+    with pytest.raises(ProcessLookupError):  # nothing of the launch is left behind
+        os.killpg(proc.pid, 0)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output, "")
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """The single-process references run with one thread, as each torchrun worker does (OMP_NUM_THREADS=1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("dist-inputs")
+    return {
+        "synthetic": write_store(make_tumour_set(2, 4, 32, seed=1, prefix="gen"), root / "syn"),
+        "train": write_store(make_tumour_set(2, 4, 32, seed=2, prefix="tr"), root / "train"),
+        "test": write_store(make_tumour_set(2, 4, 32, seed=3, prefix="te"), root / "test"),
+    }
+
+
+def _utility_args(inputs: dict[str, Path], out: Path) -> list[str]:
+    return [
+        "audit", "utility", "--real-train", str(inputs["train"]), "--real-test", str(inputs["test"]),
+        "--synthetic", str(inputs["synthetic"]), "--out", str(out), "--epochs", "1", "--seeds", "2",
+        "--batch-size", "4", "--device", "cpu",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every 2-rank command of this module, in one torchrun launch."""
+    root = tmp_path_factory.mktemp("dist-run")
+    commands = [_utility_args(inputs, root / "utility")]
+    plan = root / "plan.json"
+    plan.write_text(json.dumps({"commands": commands}))
+    done = _torchrun(plan)
+    assert done.returncode == 0, done.stdout[-4000:]
+    ranks = [json.loads((root / f"rank-{r}.json").read_text()) for r in range(2)]
+    return {"root": root, "ranks": ranks, "log": done.stdout}
+
+
+def test_two_ranks_ran_every_command_and_agree_on_failures(two_ranks: dict[str, Any]) -> None:
+    r0, r1 = two_ranks["ranks"]
+    assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
+    assert r0["codes"] == r1["codes"] == [0] * len(r0["codes"])
+    assert r0["gathered"] == r1["gathered"] == [0, 10]
+    assert r1["agreement"] == {"raised": "InputError", "code": 5, "message": "rank one's input is bad"}
+    assert r0["agreement"] == {"raised": "RankFailed", "code": 5, "message": "rank 1: rank one's input is bad"}
+
+
+def _without_timings(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = {k: v for k, v in doc.items() if k != "created"}
+    for mode in doc["modes"].values():
+        for run in mode["per_seed"]:
+            del run["train_seconds"], run["slices_per_second"]
+    return doc
+
+
+def test_utility_on_two_ranks_equals_one_process(
+    two_ranks: dict[str, Any], inputs: dict[str, Path], tmp_path: Path, one_thread: None
+) -> None:
+    r = runner.invoke(app, _utility_args(inputs, tmp_path / "utility"))
+    assert r.exit_code == 0, r.output
+    single = json.loads((tmp_path / "utility" / "utility.json").read_text())
+    spread = json.loads((two_ranks["root"] / "utility" / "utility.json").read_text())
+    assert [run["seed"] for run in spread["modes"]["mixed"]["per_seed"]] == [0, 1]
+    assert _without_timings(spread) == _without_timings(single)
+    private = "private_subject_map.csv"
+    assert (two_ranks["root"] / "utility" / private).read_text() == (tmp_path / "utility" / private).read_text()
