@@ -23,6 +23,7 @@ from synthgate import distributed
 from synthgate.cli import app
 from synthgate.data.store import write_store
 from synthgate.errors import UsageError
+from tests.generators.conftest import make_set, tiny_config
 from tests.segment.helpers import make_tumour_set
 
 runner = CliRunner()
@@ -125,12 +126,17 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[str, Path]:
+    from synthgate.generators import train_generator
+
     root = tmp_path_factory.mktemp("dist-inputs")
+    generator_data = make_set(n=4, size=16)
+    train_generator("diffusion", generator_data, root / "run", tiny_config("diffusion", steps=2))  # type: ignore[arg-type]
     return {
         "synthetic": write_store(make_tumour_set(2, 4, 32, seed=1, prefix="gen"), root / "syn"),
         "train": write_store(make_tumour_set(2, 4, 32, seed=2, prefix="tr"), root / "train"),
         "test": write_store(make_tumour_set(2, 4, 32, seed=3, prefix="te"), root / "test"),
+        "run": root / "run",
     }
 
 
@@ -146,7 +152,7 @@ def _utility_args(inputs: dict[str, Path], out: Path) -> list[str]:
 def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every 2-rank command of this module, in one torchrun launch."""
     root = tmp_path_factory.mktemp("dist-run")
-    commands = [_utility_args(inputs, root / "utility")]
+    commands = [_utility_args(inputs, root / "utility"), _sample_args(inputs, root / "samples")]
     plan = root / "plan.json"
     plan.write_text(json.dumps({"commands": commands}))
     done = _torchrun(plan)
@@ -183,3 +189,21 @@ def test_utility_on_two_ranks_equals_one_process(
     assert _without_timings(spread) == _without_timings(single)
     private = "private_subject_map.csv"
     assert (two_ranks["root"] / "utility" / private).read_text() == (tmp_path / "utility" / private).read_text()
+
+
+def _sample_args(inputs: dict[str, Path], out: Path) -> list[str]:
+    # 7 images in batches of 2: rank 0 makes batches 0 and 2, rank 1 batches 1 and 3 (a single image)
+    return ["generators", "sample", str(inputs["run"]), "--n", "7", "--batch-size", "2", "--seed", "4",
+            "--out", str(out), "--device", "cpu"]  # fmt: skip
+
+
+def test_sampling_on_two_ranks_writes_the_single_process_store(
+    two_ranks: dict[str, Any], inputs: dict[str, Path], tmp_path: Path, one_thread: None
+) -> None:
+    r = runner.invoke(app, _sample_args(inputs, tmp_path / "samples"))
+    assert r.exit_code == 0, r.output
+    single, spread = tmp_path / "samples", two_ranks["root"] / "samples"
+    names = sorted(p.name for p in single.iterdir())
+    assert names == sorted(p.name for p in spread.iterdir()) and "images.npy" in names
+    for name in names:
+        assert (spread / name).read_bytes() == (single / name).read_bytes(), name

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar, resolve_device
+from synthgate.distributed import on_main, sharded
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, Preset
 
@@ -115,6 +116,7 @@ def train(
 
 @app.command()
 @handle_errors
+@sharded
 def sample(
     run: Path = typer.Argument(..., help="Run directory written by 'generators train'."),
     n: int = typer.Option(..., "--n", help="Number of synthetic images."),
@@ -146,7 +148,7 @@ def sample(
             truncation=truncation,
             progress=lambda done, total: advance(done, total=total),
         )
-    path = write_store(s, store_out, dtype=dtype, overwrite=overwrite)
+    path = on_main(lambda: write_store(s, store_out, dtype=dtype, overwrite=overwrite)) or store_out  # rank 0
     if as_json:
         print_json({"store": str(path), "n": len(s), "kind": s.meta["generator"]["kind"], "device": dev})
         return
