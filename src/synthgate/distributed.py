@@ -20,7 +20,7 @@ import datetime as _dt
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -243,6 +243,53 @@ def broadcast(value: T) -> T:
     return box[0]
 
 
+def average_gradients(params: Iterable[Any]) -> None:
+    """Average the ``.grad`` of ``params`` over the ranks in one all-reduce: DDP's gradient step.
+
+    Called between ``backward()`` and the optimiser step (and before gradient clipping), as StyleGAN2-ADA does:
+    unlike the ``DistributedDataParallel`` wrapper it allows several forward passes per step and R1's
+    ``autograd.grad``. Parameters without a gradient (unused this step, the same on every rank) are left alone.
+    Without a process group it does nothing.
+    """
+    if not _group_active():
+        return
+    import torch
+    import torch.distributed as dist
+
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in with_grad])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for p, g in zip(with_grad, flat.split([p.numel() for p in with_grad]), strict=True):
+        p.grad.copy_(g.view_as(p.grad))
+
+
+def average_values(values: Mapping[str, float]) -> dict[str, float]:
+    """The mean of each named number over the ranks (losses for the log), in one all-reduce."""
+    if not _group_active() or not values:
+        return dict(values)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(list(values.values()), dtype=torch.float64)
+    dist.all_reduce(t)
+    return dict(zip(values, (t / dist.get_world_size()).tolist(), strict=True))
+
+
+def any_rank(flag: bool) -> bool:
+    """``True`` on every rank when ``flag`` is true on any rank (e.g. a time limit reached)."""
+    if not _group_active():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 SHARDED_ATTR = "synthgate_sharded"
 
 
@@ -255,6 +302,9 @@ def sharded(fn: Callable[..., T]) -> Callable[..., T]:
 __all__ = [
     "Launch",
     "RankFailed",
+    "any_rank",
+    "average_gradients",
+    "average_values",
     "broadcast",
     "device_for",
     "gather_checked",
