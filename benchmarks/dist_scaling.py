@@ -36,8 +36,7 @@ def _prepare(root: Path, args: argparse.Namespace) -> None:
     from synthgate.data.ingest import IngestConfig, ingest_cohort
     from synthgate.data.phantom import write_phantom_cohort
     from synthgate.data.readers import load_set
-    from synthgate.generators import train_generator
-    from synthgate.generators.presets import preset
+    from synthgate.generators import preset, train_generator
 
     cohort = write_phantom_cohort(root / "cohort", args.subjects, seed=0, shape=(args.size, args.size, 24))
     ingest_cohort(cohort, root / "stores", IngestConfig(size=args.size))
@@ -59,8 +58,7 @@ def _worker(root: Path, workloads: list[str], device: str) -> None:
 
     from synthgate import distributed
     from synthgate.data.readers import load_set
-    from synthgate.generators import sample_generator, train_generator
-    from synthgate.generators.presets import preset
+    from synthgate.generators import preset, sample_generator, train_generator
     from synthgate.segment.utility import UtilityConfig, run_utility
 
     launch = distributed.read_launch()

@@ -130,9 +130,20 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
     from synthgate.generators import train_generator
 
     root = tmp_path_factory.mktemp("dist-inputs")
-    generator_data = make_set(n=4, size=16)
-    train_generator("diffusion", generator_data, root / "run", tiny_config("diffusion", steps=2))  # type: ignore[arg-type]
+    generator_data = make_set(n=6, size=16)
+    train_generator(tiny_config("diffusion", steps=2), generator_data, root / "run")  # type: ignore[arg-type]
+    configs = {}
+    for kind in ("diffusion", "stylegan2"):
+        configs[kind] = root / f"{kind}.json"
+        configs[kind].write_text(json.dumps(tiny_config(kind, steps=3, batch_size=2).to_json()))  # type: ignore[attr-defined]
+    # trained 2 of 3 steps on one process; the 2-rank launch resumes it
+    one_rank = tiny_config("diffusion", steps=3, batch_size=2)
+    train_generator(one_rank, generator_data, root / "resume-on-2", max_steps=2)  # type: ignore[arg-type]
     return {
+        "generator_data": write_store(generator_data, root / "generator-data"),
+        "diffusion_config": configs["diffusion"],
+        "stylegan2_config": configs["stylegan2"],
+        "resume_on_2": root / "resume-on-2",
         "synthetic": write_store(make_tumour_set(2, 4, 32, seed=1, prefix="gen"), root / "syn"),
         "train": write_store(make_tumour_set(2, 4, 32, seed=2, prefix="tr"), root / "train"),
         "test": write_store(make_tumour_set(2, 4, 32, seed=3, prefix="te"), root / "test"),
@@ -152,7 +163,13 @@ def _utility_args(inputs: dict[str, Path], out: Path) -> list[str]:
 def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every 2-rank command of this module, in one torchrun launch."""
     root = tmp_path_factory.mktemp("dist-run")
-    commands = [_utility_args(inputs, root / "utility"), _sample_args(inputs, root / "samples")]
+    commands = [
+        _utility_args(inputs, root / "utility"),
+        _sample_args(inputs, root / "samples"),
+        _train_args(inputs, "diffusion", root / "diffusion", "--max-steps", "2"),
+        _train_args(inputs, "stylegan2", root / "stylegan2"),
+        _train_args(inputs, "diffusion", inputs["resume_on_2"], "--resume"),
+    ]
     plan = root / "plan.json"
     plan.write_text(json.dumps({"commands": commands}))
     done = _torchrun(plan)
@@ -164,7 +181,7 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 def test_two_ranks_ran_every_command_and_agree_on_failures(two_ranks: dict[str, Any]) -> None:
     r0, r1 = two_ranks["ranks"]
     assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
-    assert r0["codes"] == r1["codes"] == [0] * len(r0["codes"])
+    assert r0["codes"] == r1["codes"] == [0] * len(r0["codes"]), two_ranks["log"][-3000:]
     assert r0["gathered"] == r1["gathered"] == [0, 10]
     assert r1["agreement"] == {"raised": "InputError", "code": 5, "message": "rank one's input is bad"}
     assert r0["agreement"] == {"raised": "RankFailed", "code": 5, "message": "rank 1: rank one's input is bad"}
@@ -207,3 +224,47 @@ def test_sampling_on_two_ranks_writes_the_single_process_store(
     assert names == sorted(p.name for p in spread.iterdir()) and "images.npy" in names
     for name in names:
         assert (spread / name).read_bytes() == (single / name).read_bytes(), name
+
+
+def _train_args(inputs: dict[str, Path], kind: str, out: Path, *extra: str) -> list[str]:
+    args = ["generators", "train", kind, "--data", str(inputs["generator_data"]), "--out", str(out)]
+    if "--resume" not in extra:
+        args += ["--config", str(inputs[f"{kind}_config"])]
+    return [*args, "--device", "cpu", *extra]
+
+
+def _checkpoint(run: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(run / "checkpoint.pt", weights_only=True)
+
+
+def _assert_trained_on_two_ranks(run: Path, steps: int, position: int) -> None:
+    """``position``: training images read, per-rank batch 2 x ranks per step."""
+    state = _checkpoint(run)
+    assert (state["step"], state["world_size"], state["position"]) == (steps, 2, position)
+    hashes = state["replica_sha256"]
+    assert len(hashes) == 2 and hashes[0] == hashes[1]  # both ranks held the same weights, EMA and optimiser
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log][-1] == steps
+    assert all(v == v and abs(v) < 1e6 for r in log for k, v in r.items() if k.startswith("loss"))
+    assert len(list(run.glob("checkpoint*"))) == 1 and not list(run.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "stylegan2"])
+def test_generator_trains_on_two_ranks_with_equal_replicas(two_ranks: dict[str, Any], kind: str) -> None:
+    steps = 2 if kind == "diffusion" else 3
+    _assert_trained_on_two_ranks(two_ranks["root"] / kind, steps, steps * 2 * 2)
+
+
+def test_a_two_rank_run_resumes_on_one_and_the_reverse(
+    two_ranks: dict[str, Any], inputs: dict[str, Path], one_thread: None
+) -> None:
+    _assert_trained_on_two_ranks(inputs["resume_on_2"], 3, 2 * 2 + 2 * 2)  # 1 process for 2 steps, 2 ranks for 1
+    run = two_ranks["root"] / "diffusion"
+    r = runner.invoke(app, [*_train_args(inputs, "diffusion", run, "--resume"), "--json"])
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert (done["start_step"], done["steps"]) == (2, 3)
+    state = _checkpoint(run)
+    assert (state["step"], state["world_size"], state["position"]) == (3, 1, 2 * 4 + 2)

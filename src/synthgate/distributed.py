@@ -266,6 +266,24 @@ def average_gradients(params: Iterable[Any]) -> None:
         p.grad.copy_(g.view_as(p.grad))
 
 
+def average_buffers(module: Any) -> None:
+    """Average a module's floating-point buffers over the ranks (running statistics such as StyleGAN2's
+    ``w_avg``, updated from each rank's own batch); for equal batches this is the update of the global batch."""
+    if not _group_active():
+        return
+    import torch
+    import torch.distributed as dist
+
+    bufs = [b for b in module.buffers() if torch.is_floating_point(b)]
+    if not bufs:
+        return
+    flat = torch.cat([b.reshape(-1).float() for b in bufs])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for b, v in zip(bufs, flat.split([b.numel() for b in bufs]), strict=True):
+        b.copy_(v.view_as(b))
+
+
 def average_values(values: Mapping[str, float]) -> dict[str, float]:
     """The mean of each named number over the ranks (losses for the log), in one all-reduce."""
     if not _group_active() or not values:
@@ -303,6 +321,7 @@ __all__ = [
     "Launch",
     "RankFailed",
     "any_rank",
+    "average_buffers",
     "average_gradients",
     "average_values",
     "broadcast",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -84,4 +84,4 @@ def load(out: Path) -> dict[str, Any]:
         InputError: missing or unreadable checkpoint (on every rank).
     """
     state = distributed.on_main(lambda: runs.load_checkpoint(out / runs.CHECKPOINT, "cpu"))
-    return distributed.broadcast(state)  # type: ignore[return-value]
+    return cast(dict[str, Any], distributed.broadcast(state))

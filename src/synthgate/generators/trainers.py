@@ -1,7 +1,8 @@
-"""One optimisation step, the EMA weights, checkpoint state and sampling of each generator kind.
+"""What differs between generator kinds: one optimisation step, the EMA weights, checkpoint state, sampling.
 
-A trainer owns its networks and optimisers; the loop in :mod:`synthgate.generators.train` feeds it batches in
-[-1, 1] and a CPU ``torch.Generator`` that supplies every random draw (so runs resume exactly).
+A trainer owns its networks and optimisers; the kind-independent loop in :mod:`synthgate.generators.loop` feeds it
+batches in [-1, 1] and a CPU ``torch.Generator`` that supplies every random draw (so runs resume exactly). The
+registry (:mod:`synthgate.generators.registry`) names each kind's trainer class.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthgate import distributed
 from synthgate.generators import augment
 from synthgate.generators.config import DiffusionConfig, GeneratorKind, StyleGAN2Config, TrainConfig
 from synthgate.generators.diffusion import alphas_cumprod, build_unet, ddim_sample, training_loss
@@ -76,6 +78,7 @@ class DiffusionTrainer(_Base):
             out = training_loss(self.model, batch, self.abar, self.mcfg.prediction, gen)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        distributed.average_gradients(self.model.parameters())
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         ema_update(self.ema, self.model, ema_decay_at(self.cfg.ema_decay, step))
@@ -159,6 +162,7 @@ class StyleGAN2Trainer(_Base):
         total_d = loss_d.float() + r1 * (self.mcfg.r1_gamma / 2 * self.mcfg.r1_every)
         self.opt_d.zero_grad(set_to_none=True)
         total_d.backward()
+        distributed.average_gradients(self.D.parameters())
         self.opt_d.step()
         # generator
         self.D.requires_grad_(False)
@@ -167,7 +171,9 @@ class StyleGAN2Trainer(_Base):
             loss_g = F.softplus(-self.D(self._aug(fake.float(), gen))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.float().backward()
+        distributed.average_gradients(self.G.parameters())
         self.opt_g.step()
+        distributed.average_buffers(self.G)  # w_avg tracks each rank's latents: the global batch's mean
         ema_update(self.G_ema, self.G, ema_decay_at(self.cfg.ema_decay, step))
         return {"loss_g": float(loss_g.detach()), "loss_d": float(loss_d.detach()), "r1": float(r1.detach())}
 
@@ -208,9 +214,3 @@ class StyleGAN2Trainer(_Base):
 
 Trainer = DiffusionTrainer | StyleGAN2Trainer
 
-
-def make_trainer(cfg: TrainConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu") -> Trainer:
-    """The trainer of ``cfg.kind``."""
-    if cfg.kind is GeneratorKind.DIFFUSION:
-        return DiffusionTrainer(cfg, shape, device)
-    return StyleGAN2Trainer(cfg, shape, device)

@@ -1,4 +1,6 @@
-"""``train_generator``: the training loop, run directory, checkpoints, loss log, sample grids, resume."""
+"""``train_generator``: the loop every generator kind shares: run directory, batches, checkpoints, loss log,
+sample grids, resume. What differs between kinds (the step, EMA, sampling) is in :mod:`synthgate.generators.trainers`.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +12,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
+from synthgate import distributed
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
-from synthgate.generators import runs
-from synthgate.generators.config import DiffusionConfig, GeneratorKind, TrainConfig
+from synthgate.generators import replicas, runs
+from synthgate.generators.batches import EpochStream, step_seed
+from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
-from synthgate.generators.presets import preset
+from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
-from synthgate.generators.trainers import Trainer, make_trainer
+from synthgate.generators.trainers import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +92,9 @@ def _data_spec(data: ImageSet, name: str) -> DataSpec:
 
 
 def _check_size(cfg: TrainConfig, spec: DataSpec, name: str) -> None:
-    h, w = spec.height, spec.width
-    if isinstance(cfg.model, DiffusionConfig):
-        m = cfg.model.size_multiple
-        if h % m or w % m:
-            raise InputError(
-                f"{name}: images of {h}x{w} but this diffusion U-Net needs sides divisible by {m}; "
-                f"ingest with --size a multiple of {m}"
-            )
-    elif h != w or h < 8 or h & (h - 1):
-        raise InputError(
-            f"{name}: images of {h}x{w} but stylegan2 needs square power-of-two sides >= 8; ingest with --size 64"
-        )
+    problem = generator_spec(cfg.kind).size_problem(cfg.model, spec.height, spec.width)
+    if problem is not None:
+        raise InputError(f"{name}: images of {spec.height}x{spec.width} but {problem}")
 
 
 def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
@@ -107,8 +103,8 @@ def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.max_images, replace=False))
 
 
-def _prepare_run(out: Path, cfg: TrainConfig, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
-    if resume:
+def _prepare_run(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
+    if resume or cfg is None:
         run = runs.open_run(out)
         if run.data.shape != spec.shape or run.data.channels != spec.channels:
             raise InputError(
@@ -127,10 +123,9 @@ def _prepare_run(out: Path, cfg: TrainConfig, spec: DataSpec, resume: bool, over
 
 
 def train_generator(
-    kind: GeneratorKind | str,
+    config: TrainConfig | None,
     data: ImageSet,
     out_dir: str | os.PathLike[str],
-    config: TrainConfig | None = None,
     device: str = "cpu",
     max_steps: int | None = None,
     max_time: float | None = None,
@@ -141,11 +136,10 @@ def train_generator(
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
 
     Args:
-        kind: ``diffusion`` or ``stylegan2``.
+        config: the run's configuration (its ``kind`` says which generator); ignored on resume, where the
+            run's own ``config.json`` applies (pass ``None`` there).
         data: the training set (images in [0, 1], integer labels in the label channel).
         out_dir: the run directory.
-        config: the run's configuration (default: the ``tiny`` preset of ``kind``); ignored on resume, where
-            the run's own ``config.json`` applies.
         device: torch device to train on.
         max_steps: stop once this many steps (in total, resumed steps included) are done.
         max_time: stop after this many seconds of this call.
@@ -157,16 +151,12 @@ def train_generator(
         A :class:`TrainResult`.
 
     Raises:
-        UsageError: bad kind, config or limits, or ``out_dir`` exists without ``resume``/``overwrite``.
+        UsageError: no config without ``resume``, bad limits, or ``out_dir`` exists without
+            ``resume``/``overwrite``.
         InputError: empty data, a size the generator cannot take, or labels outside the label map.
     """
-    try:
-        kind = GeneratorKind(kind)
-    except ValueError:
-        raise UsageError(f"unknown generator {kind!r}; use one of {', '.join(GeneratorKind)}") from None
-    cfg = config if config is not None else preset(kind)
-    if cfg.kind is not kind:
-        raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
+    if config is None and not resume:
+        raise UsageError("train_generator needs a config (e.g. generators.preset('diffusion')) unless resuming")
     if max_steps is not None and max_steps < 1:
         raise UsageError(f"--max-steps must be >= 1, got {max_steps}")
     if max_time is not None and max_time <= 0:
@@ -174,70 +164,73 @@ def train_generator(
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
-    if not resume:
-        _check_size(cfg, spec, "the training data")
-    cfg = _prepare_run(out, cfg, spec, resume, overwrite)
-
+    if config is not None and not resume:
+        _check_size(config, spec, "the training data")
+    world, rank = distributed.world_size(), distributed.rank()
+    prepared = distributed.on_main(lambda: _prepare_run(out, config, spec, resume, overwrite))  # rank 0 writes
+    cfg = cast(TrainConfig, distributed.broadcast(prepared))
+    kind = cfg.kind
     chosen = _choose(len(data), cfg)
     codec = spec.codec
-    for start_block in range(0, len(chosen), 256):  # validate the labels once, block by block
-        codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
+    blocks = range(0, len(chosen), 256)
+
+    def validate() -> None:  # the labels once, block by block, the blocks spread over the ranks
+        for b in distributed.shard(len(blocks)):
+            codec.encode(data.read_rows(chosen[blocks[b] : blocks[b] + 256]))
+
+    distributed.gather_checked(validate)
+    distributed.on_main(lambda: _record_images(out, data, chosen, resume, device))
     n_train = len(chosen)
-    chosen_ids = [data.ids[i] for i in chosen]
-    if resume and runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
-        raise InputError(
-            f"--resume: the data does not hold the images {out} was trained on "
-            f"({runs.TRAIN_IMAGES}); resume with the same --data"
-        )
-    if not resume:
-        runs.write_training_images(
-            out / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen], [data.subjects[i] for i in chosen]
-        )
-        runs.write_json(out / runs.VERSIONS, runs.versions(device))
-    trainer = make_trainer(cfg, spec.shape, device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start = 0
-    if resume:
-        state = runs.load_checkpoint(out / runs.CHECKPOINT, device)
+    stream = EpochStream(n_train, cfg.seed)
+    trainer = build_trainer(cfg, spec.shape, device)
+    start = position = 0
+    if resume:  # every rank starts from the state rank 0 read
+        state = replicas.load(out)
         trainer.load_state_dict(state["trainer"])
-        gen.set_state(state["rng"].cpu())
         start = int(state["step"])
-        runs.truncate_log(out / runs.LOG, start)
+        position = int(state.get("position", start * cfg.batch_size))
+        if distributed.is_main():
+            runs.truncate_log(out / runs.LOG, start)
+    replicas.check(trainer.state_dict(), start)  # the same seeded initial weights on every rank
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    logger.info("training %s on %d images from step %d to %d on %s", kind, n_train, start, total, device)
+    logger.info("training %s on %d images, steps %d to %d on %s (rank %d of %d)", kind, n_train, start, total,
+                device, rank, world)  # fmt: skip
 
     t0 = time.perf_counter()
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
     while step < total:
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-        batch = codec.encode(data.read_rows(chosen[idx]))
-        losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
+        rows = chosen[stream.rank_batch(position, cfg.batch_size, rank)]
+        batch = torch.from_numpy(codec.encode(data.read_rows(rows))).to(device)
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
+        losses = distributed.average_values(trainer.step(batch, gen, step))
         if not all(math.isfinite(v) for v in losses.values()):
             raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
         step += 1
+        position += cfg.batch_size * world
         elapsed = time.perf_counter() - t0
-        ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
-        if step % cfg.log_every == 0 or step == total:
+        ips = (step - start) * cfg.batch_size * world / max(elapsed, 1e-9)
+        if distributed.is_main() and (step % cfg.log_every == 0 or step == total):
             runs.append_log(
                 out / runs.LOG,
                 {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
             )
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _checkpoint(out, trainer, gen, step)
-        if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
+            replicas.save(out, trainer.state_dict(), step, position)
+        if cfg.grid_every and step % cfg.grid_every == 0 and step < total and distributed.is_main():
             grids.append(_grid(out, trainer, spec, step))
         if progress is not None:
             progress(TrainProgress(step, total, losses, ips, elapsed))
-        if max_time is not None and elapsed >= max_time and step < total:
+        if max_time is not None and step < total and distributed.any_rank(elapsed >= max_time):
             stopped_by = "max_time"
             break
-    if step > start or not (out / runs.CHECKPOINT).exists():
-        _checkpoint(out, trainer, gen, step)
-        grids.append(_grid(out, trainer, spec, step))
+    if step > start:
+        replicas.save(out, trainer.state_dict(), step, position)
+        if distributed.is_main():
+            grids.append(_grid(out, trainer, spec, step))
     elapsed = time.perf_counter() - t0
-    main = "loss" if kind is GeneratorKind.DIFFUSION else "loss_g"
+    main = generator_spec(kind).main_loss
     return TrainResult(
         run_dir=out,
         kind=kind,
@@ -245,7 +238,7 @@ def train_generator(
         start_step=start,
         final_loss=losses.get(main, float("nan")),
         losses=losses,
-        images_per_s=(step - start) * cfg.batch_size / max(elapsed, 1e-9),
+        images_per_s=(step - start) * cfg.batch_size * world / max(elapsed, 1e-9),
         elapsed_s=elapsed,
         stopped_by=stopped_by,
         checkpoint=out / runs.CHECKPOINT,
@@ -254,8 +247,18 @@ def train_generator(
     )
 
 
-def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
-    runs.save_checkpoint(out / runs.CHECKPOINT, {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()})
+def _record_images(out: Path, data: ImageSet, chosen: np.ndarray, resume: bool, device: str) -> None:
+    """Write the list of training images (a resumed run checks it instead) and the versions."""
+    ids = [data.ids[i] for i in chosen]
+    if resume:
+        if runs.read_training_ids(out / runs.TRAIN_IMAGES) != ids:
+            raise InputError(
+                f"--resume: the data does not hold the images {out} was trained on "
+                f"({runs.TRAIN_IMAGES}); resume with the same --data"
+            )
+        return
+    runs.write_training_images(out / runs.TRAIN_IMAGES, ids, [data.subjects[i] for i in chosen])
+    runs.write_json(out / runs.VERSIONS, runs.versions(device))
 
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:
