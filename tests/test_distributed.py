@@ -16,13 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from synthgate import distributed
+from synthgate.audit.planted import plant_copies
 from synthgate.cli import app
 from synthgate.data.store import write_store
 from synthgate.errors import UsageError
+from tests.audit.conftest import blob_images
+from tests.audit.conftest import make_set as blob_set
 from tests.generators.conftest import make_set, tiny_config
 from tests.segment.helpers import make_tumour_set
 
@@ -139,7 +143,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
     # trained 2 of 3 steps on one process; the 2-rank launch resumes it
     one_rank = tiny_config("diffusion", steps=3, batch_size=2)
     train_generator(one_rank, generator_data, root / "resume-on-2", max_steps=2)  # type: ignore[arg-type]
+    audit_train = blob_set(blob_images(24, size=48, seed=1), "tr")
+    copies, _ = plant_copies(audit_train, 2, seed=0)  # every kind of copy, twice
     return {
+        "audit_train": write_store(audit_train, root / "audit-train"),
+        "audit_synthetic": write_store(
+            blob_set(np.concatenate([blob_images(20, size=48, seed=3), copies.images]), "sy"), root / "audit-syn"
+        ),
+        "audit_holdout": write_store(blob_set(blob_images(12, size=48, seed=2), "ho"), root / "audit-holdout"),
         "generator_data": write_store(generator_data, root / "generator-data"),
         "diffusion_config": configs["diffusion"],
         "stylegan2_config": configs["stylegan2"],
@@ -164,6 +175,7 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     """Every 2-rank command of this module, in one torchrun launch."""
     root = tmp_path_factory.mktemp("dist-run")
     commands = [
+        _audit_args(inputs, root / "audit"),
         _utility_args(inputs, root / "utility"),
         _sample_args(inputs, root / "samples"),
         _train_args(inputs, "diffusion", root / "diffusion", "--max-steps", "2"),
@@ -268,3 +280,27 @@ def test_a_two_rank_run_resumes_on_one_and_the_reverse(
     assert (done["start_step"], done["steps"]) == (2, 3)
     state = _checkpoint(run)
     assert (state["step"], state["world_size"], state["position"]) == (3, 1, 2 * 4 + 2)
+
+
+def _audit_args(inputs: dict[str, Path], out: Path) -> list[str]:
+    # 40 synthetic images in query blocks of 31 at 48 px within 16 MiB: rank 0 scores one block, rank 1 the other;
+    # the 12 holdout images are one block, so rank 1 has none of them
+    return ["audit", "memorization", "--train", str(inputs["audit_train"]), "--synthetic",
+            str(inputs["audit_synthetic"]), "--holdout", str(inputs["audit_holdout"]), "--max-memory", "16M",
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
+
+
+def test_memorization_audit_on_two_ranks_equals_one_process(
+    two_ranks: dict[str, Any], inputs: dict[str, Path], tmp_path: Path, one_thread: None
+) -> None:
+    r = runner.invoke(app, _audit_args(inputs, tmp_path / "audit"))
+    assert r.exit_code == 0, r.output
+    single, spread = tmp_path / "audit", two_ranks["root"] / "audit"
+    matches = (single / "matches.csv").read_text()
+    assert (spread / "matches.csv").read_text() == matches
+    assert matches.count("true") >= 10  # the planted copies are found
+    summary = [json.loads((d / "summary.json").read_text()) for d in (single, spread)]
+    for doc in summary:
+        del doc["created"]
+    assert summary[0] == summary[1]
+    assert sorted(p.name for p in spread.iterdir()) == sorted(p.name for p in single.iterdir())

@@ -22,10 +22,12 @@ from synthgate.cli.options import (
     Overwrite,
     TransformsOpt,
 )
+from synthgate.distributed import on_main, sharded
 
 
 @app.command("memorization")
 @handle_errors
+@sharded
 def memorization(
     train: Annotated[Path, typer.Option("--train", help="Training set (slice store, image folder or BraTS folder).")],
     synthetic: Annotated[Path, typer.Option("--synthetic", help="Synthetic set to audit.")],
@@ -63,7 +65,7 @@ def memorization(
     with progress_bar("memorization audit") as advance:
         result = run_memorization_audit(train_set, syn_set, hold_set, config,
                                         progress=lambda stage, d, t: advance(d, t, rate=stage))
-    write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
+    on_main(lambda: write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite))  # rank 0 writes
     if json_out:
         print_json(summary_json(result))
     else:
