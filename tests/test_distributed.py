@@ -165,7 +165,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
 def _utility_args(inputs: dict[str, Path], out: Path) -> list[str]:
     return [
         "audit", "utility", "--real-train", str(inputs["train"]), "--real-test", str(inputs["test"]),
-        "--synthetic", str(inputs["synthetic"]), "--out", str(out), "--epochs", "1", "--seeds", "2",
+        "--synthetic", str(inputs["synthetic"]), "--out", str(out), "--epochs", "1", "--seeds", "1",
         "--batch-size", "4", "--device", "cpu",
     ]  # fmt: skip
 
@@ -214,7 +214,7 @@ def test_utility_on_two_ranks_equals_one_process(
     assert r.exit_code == 0, r.output
     single = json.loads((tmp_path / "utility" / "utility.json").read_text())
     spread = json.loads((two_ranks["root"] / "utility" / "utility.json").read_text())
-    assert [run["seed"] for run in spread["modes"]["mixed"]["per_seed"]] == [0, 1]
+    assert [run["seed"] for run in spread["modes"]["mixed"]["per_seed"]] == [0]  # 3 networks: 2 on rank 0, 1 on rank 1
     assert _without_timings(spread) == _without_timings(single)
     private = "private_subject_map.csv"
     assert (two_ranks["root"] / "utility" / private).read_text() == (tmp_path / "utility" / private).read_text()
