@@ -7,6 +7,8 @@ The driver makes a phantom cohort, ingests it and trains a tiny generator once, 
 ``torchrun --standalone --nproc-per-node P`` on this script for every P. Each worker times every workload between
 two barriers (the launch and imports are not timed):
 
+* ``audit``: the memorization audit of the test split against the training split (holdout calibration) within
+  16 MiB, so the queries come in several blocks;
 * ``utility``: the utility audit, 3 modes x 2 seeds (6 independent networks), 3 epochs each;
 * ``sample``: ``generators sample`` of 32 images in batches of 4;
 * ``train``: diffusion training steps at a fixed per-rank batch (the global batch grows with the ranks), so its
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-WORKLOADS = ("utility", "sample", "train")
+WORKLOADS = ("audit", "utility", "sample", "train")
 
 
 def _prepare(root: Path, args: argparse.Namespace) -> None:
@@ -57,6 +59,7 @@ def _worker(root: Path, workloads: list[str], device: str) -> None:
     from dataclasses import replace
 
     from synthgate import distributed
+    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
     from synthgate.data.readers import load_set
     from synthgate.generators import preset, sample_generator, train_generator
     from synthgate.segment.utility import UtilityConfig, run_utility
@@ -65,6 +68,10 @@ def _worker(root: Path, workloads: list[str], device: str) -> None:
     distributed.init(launch)
     train, test = load_set(root / "stores" / "train"), load_set(root / "stores" / "test")
     figures: dict[str, float] = {}
+    if "audit" in workloads:
+        holdout = load_set(root / "stores" / "holdout")
+        mcfg = MemorizationConfig(max_memory=16 << 20, device=device)
+        figures["audit_s"] = _time(lambda: run_memorization_audit(train, test, holdout, mcfg))
     if "utility" in workloads:
         # the training set stands in for a synthetic one: 3 modes x 2 seeds = 6 independent networks
         ucfg = UtilityConfig.preset("quick", seeds=(0, 1), mode="all", epochs=3, augment=False)
