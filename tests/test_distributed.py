@@ -75,6 +75,18 @@ def test_cli_partial_environment_fails_with_one_line_exit_2(tmp_path: Path, monk
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_command_that_does_not_spread_runs_on_rank_0_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank: str
+) -> None:
+    for var, value in {**TORCHRUN_ENV, "RANK": rank, "LOCAL_RANK": rank}.items():
+        monkeypatch.setenv(var, value)
+    out = tmp_path / "p"
+    r = runner.invoke(app, ["data", "phantom", "--out", str(out), "--subjects", "1", "--shape", "16,16,16"])
+    assert r.exit_code == 0, r.output
+    assert out.exists() == (rank == "0")  # no process group needed: nothing waits for rank 1
+
+
 def test_shard_covers_every_item_once() -> None:
     for n in (0, 1, 5, 6):
         parts = [list(distributed.shard(n, r, 3)) for r in range(3)]
