@@ -21,11 +21,11 @@ from synthgate import distributed
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import replicas, runs
-from synthgate.generators.batches import EpochStream, step_seed
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
+from synthgate.generators.shards import EpochStream, step_seed
 from synthgate.generators.trainers import Trainer
 
 logger = logging.getLogger(__name__)

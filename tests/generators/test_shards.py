@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthgate.generators.batches import EpochStream, step_seed
+from synthgate.generators.shards import EpochStream, step_seed
 
 
 def test_every_epoch_is_a_new_seeded_permutation() -> None:
