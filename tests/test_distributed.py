@@ -87,6 +87,38 @@ def test_a_command_that_does_not_spread_runs_on_rank_0_alone(
     assert out.exists() == (rank == "0")  # no process group needed: nothing waits for rank 1
 
 
+def test_every_option_reaches_synthgate_through_torchrun() -> None:
+    """torchrun's argument parser takes any abbreviation of its own options out of the command line (``--n`` is
+    ambiguous with ``--nnodes``): every synthgate command must have a spelling that gets through."""
+    import typer
+    from torch.distributed.run import get_args_parser
+
+    parser = get_args_parser()
+
+    def commands(c: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
+        if hasattr(c, "commands"):
+            for name, sub in c.commands.items():
+                yield from commands(sub, [*path, name])
+        else:
+            yield path, c
+
+    blocked = []
+    for path, command in commands(typer.main.get_command(app), []):
+        for param in command.params:
+            if param.param_type_name != "option":
+                continue
+            passes = []
+            for spelling in param.opts:
+                argv = ["--standalone", "-m", "synthgate", *path, spelling, "1"]
+                try:
+                    passes.append(parser.parse_args(argv).training_script_args[-2:] == [spelling, "1"])
+                except SystemExit:
+                    passes.append(False)
+            if not any(passes):
+                blocked.append((" ".join(path), param.opts))
+    assert blocked == []
+
+
 def test_shard_covers_every_item_once() -> None:
     for n in (0, 1, 5, 6):
         parts = [list(distributed.shard(n, r, 3)) for r in range(3)]

@@ -125,7 +125,9 @@ def train(
 @sharded
 def sample(
     run: Annotated[Path, typer.Argument(help="Run directory written by 'generators train'.")],
-    n: Annotated[int, typer.Option("--n", help="Number of synthetic images.")],
+    n: Annotated[
+        int, typer.Option("--n", "--count", help="Number of synthetic images (--count under torchrun).")
+    ],
     store_out: Out,
     seed: Annotated[int, typer.Option("--seed", help="Derives the per-sample seeds.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated at once.")] = 32,
