@@ -42,3 +42,8 @@ def test_step_seeds_differ_by_step_and_rank() -> None:
     seeds = {step_seed(0, step, rank) for step in range(50) for rank in range(4)}
     assert len(seeds) == 200 and all(0 <= x < 2**63 for x in seeds)
     assert step_seed(5, 3, 1) == step_seed(5, 3, 1)
+
+
+def test_negative_seeds_work() -> None:
+    assert sorted(EpochStream(5, seed=-3).permutation(0)) == list(range(5))
+    assert step_seed(-3, 0, 0) != step_seed(3, 0, 0)

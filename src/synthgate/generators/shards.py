@@ -25,7 +25,7 @@ class EpochStream:
         """Epoch ``epoch``'s order of the images (the same on every rank and in every process)."""
         if epoch != self._epoch:
             self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._perm = np.random.default_rng([self.seed % 2**64, epoch]).permutation(self.n)
         return self._perm
 
     def take(self, position: int, count: int) -> np.ndarray:
@@ -50,4 +50,5 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     A function of the step, not a carried state, so a resumed run (on any number of ranks) draws what an
     uninterrupted one would, and ranks draw differently from each other.
     """
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    state = np.random.SeedSequence([seed % 2**64, step, rank]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
