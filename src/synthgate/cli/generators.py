@@ -47,7 +47,10 @@ def train(
     config_file: Annotated[Path | None, typer.Option("--config", help="A config.json (overrides --preset).")] = None,
     preset_name: Annotated[Preset, typer.Option("--preset", help="Named configuration.")] = Preset.TINY,
     steps: Annotated[int | None, typer.Option("--steps", help="Override the config's total steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the batch size.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Override the batch size (per process: under torchrun x the processes)."),
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Override the learning rate.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the run seed.")] = None,
     max_images: Annotated[
