@@ -27,8 +27,9 @@ from synthgate.data.store import write_store
 from synthgate.errors import UsageError
 from tests.audit.conftest import blob_images
 from tests.audit.conftest import make_set as blob_set
-from tests.generators.conftest import make_set, tiny_config
+from tests.generators.conftest import tiny_config
 from tests.segment.helpers import make_tumour_set
+from tests.sets import make_set
 
 runner = CliRunner()
 WORKER = Path(__file__).with_name("dist_worker.py")
@@ -178,7 +179,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
     from synthgate.generators import train_generator
 
     root = tmp_path_factory.mktemp("dist-inputs")
-    generator_data = make_set(n=6, size=16)
+    generator_data = make_set(n=6, size=16, pattern="brain")
     train_generator(tiny_config("diffusion", steps=2), generator_data, root / "run")  # type: ignore[arg-type]
     configs = {}
     for kind in ("diffusion", "stylegan2"):

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
+from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+from synthgate.audit.report import summary_json, write_audit_outputs
 from synthgate.audit.search import Backend, resolve_backend
-from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     ALL_TRANSFORMS,
@@ -22,10 +23,10 @@ from synthgate.cli.options import (
     Overwrite,
     TransformsOpt,
 )
+from synthgate.data.readers import load_set
 from synthgate.distributed import on_main, sharded
 
 
-@app.command("memorization")
 @handle_errors
 @sharded
 def memorization(
@@ -50,9 +51,6 @@ def memorization(
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
     matches.csv, summary.json, report.html."""
-    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
-    from synthgate.audit.report import summary_json, write_audit_outputs
-    from synthgate.data.readers import load_set
 
     dev = resolve_device(device)
     be = resolve_backend(backend, dev)
@@ -62,9 +60,8 @@ def memorization(
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)
-    with progress_bar("memorization audit") as advance:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config,
-                                        progress=lambda stage, d, t: advance(d, t, rate=stage))
+    with progress_bar("memorization audit") as progress:
+        result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
     on_main(lambda: write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite))  # rank 0 writes
     if json_out:
         print_json(summary_json(result))

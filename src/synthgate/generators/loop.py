@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -27,21 +26,11 @@ from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.shards import EpochStream, step_seed
 from synthgate.generators.trainers import Trainer
+from synthgate.runtime import Progress
 
 logger = logging.getLogger(__name__)
 
 GRID_SEEDS = tuple(range(8))
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """Reported after every step to the ``progress`` callback."""
-
-    step: int
-    total: int
-    losses: dict[str, float]
-    images_per_s: float
-    elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -130,7 +119,7 @@ def train_generator(
     max_steps: int | None = None,
     max_time: float | None = None,
     resume: bool = False,
-    progress: Callable[[TrainProgress], None] | None = None,
+    progress: Progress | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
@@ -144,7 +133,7 @@ def train_generator(
         max_steps: stop once this many steps (in total, resumed steps included) are done.
         max_time: stop after this many seconds of this call.
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
-        progress: called after every step.
+        progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
         overwrite: replace an existing run directory.
 
     Returns:
@@ -221,7 +210,7 @@ def train_generator(
         if cfg.grid_every and step % cfg.grid_every == 0 and step < total and distributed.is_main():
             grids.append(_grid(out, trainer, spec, step))
         if progress is not None:
-            progress(TrainProgress(step, total, losses, ips, elapsed))
+            progress("train", step, total)
         if max_time is not None and step < total and distributed.any_rank(elapsed >= max_time):
             stopped_by = "max_time"
             break

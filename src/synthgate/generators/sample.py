@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 from synthgate.generators import runs
 from synthgate.generators.registry import build_trainer
+from synthgate.runtime import Progress
 
 
 def sample_seeds(n: int, seed: int) -> np.ndarray:
@@ -31,7 +32,7 @@ def sample_generator(
     seeds: Sequence[int] | None = None,
     sample_steps: int | None = None,
     truncation: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """Generate ``n`` images from the EMA weights of a run's latest checkpoint.
 
@@ -49,7 +50,8 @@ def sample_generator(
         seeds: explicit per-sample seeds (to regenerate given images).
         sample_steps: DDIM steps (diffusion; default the run's config).
         truncation: truncation psi (stylegan2; default the run's config).
-        progress: called as ``progress(done, total)`` after every batch (every round of batches over ranks).
+        progress: called as ``progress("sample", done, total)`` after every batch (every round of batches over
+            ranks).
 
     Under a torch.distributed process group the batches are spread over the ranks (batch ``b`` on rank
     ``b % world``) and every rank returns the whole set: the same images as one process with the same batch size.
@@ -98,7 +100,7 @@ def sample_generator(
                 out[starts[b] : starts[b] + len(images)] = images
                 done += len(images)
         if progress is not None:
-            progress(done, total)
+            progress("sample", done, total)
     kind = str(run.config.kind)
     generator_meta = {
         "kind": kind,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
@@ -24,7 +24,7 @@ from synthgate import distributed
 from synthgate.data.imageset import ImageSet, check_compatible
 from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError, UsageError
-from synthgate.runtime import versions
+from synthgate.runtime import Progress, versions
 from synthgate.segment.data import SegmentationData, check_labelled
 from synthgate.segment.evaluate import SubjectDice, check_slice_order, evaluate_subjects
 from synthgate.segment.models import Net, check_size
@@ -195,7 +195,7 @@ def _run_one(
     config: UtilityConfig,
     seed: int,
     device: str,
-    tick: Callable[[int, int], None],
+    tick: Progress,
 ) -> tuple[SeedRun, list[SubjectDice]]:
     """Train one network of one mode and seed; test it per real test subject (real subject ids)."""
     trained = train_segmenter(data, config.train, seed=seed, device=device, progress=tick)
@@ -221,7 +221,7 @@ def run_utility(
     real_test: ImageSet,
     config: UtilityConfig | None = None,
     device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> UtilityResult:
     """Run the utility audit.
 
@@ -231,7 +231,8 @@ def run_utility(
         real_test: labelled real test slices of subjects disjoint from ``real_train``.
         config: settings (default: the ``quick`` preset).
         device: where networks train and predict.
-        progress: called with ``(epochs done, epochs in total)`` over all modes and seeds (of this rank).
+        progress: called as ``progress("utility", epochs done, epochs in total)`` over all modes and seeds (of
+            this rank).
 
     Under a torch.distributed process group the (mode, seed) networks are spread over the ranks and every
     rank returns the same result, equal to a single process's with the same seeds.
@@ -263,9 +264,9 @@ def run_utility(
         done: dict[int, tuple[SeedRun, list[SubjectDice]]] = {}
         for k, job in enumerate(mine):
 
-            def tick(epoch: int, _epochs: int, base: int = k * config.train.epochs) -> None:
+            def tick(_stage: str, epoch: int, _epochs: int, base: int = k * config.train.epochs) -> None:
                 if progress is not None:
-                    progress(base + epoch, total)
+                    progress("utility", base + epoch, total)
 
             name, seed = jobs[job]
             done[job] = _run_one(sources[name], real_test, config, seed, device, tick)
