@@ -20,7 +20,7 @@ import datetime as _dt
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -141,13 +141,13 @@ def init(launch: Launch) -> None:
 
 def shutdown() -> None:
     """Leave the process group, if this process joined one."""
-    if _group_active():
+    if group_active():
         import torch.distributed as dist
 
         dist.destroy_process_group()
 
 
-def _group_active() -> bool:
+def group_active() -> bool:
     """A process group is up; never imports torch (a single process may not have loaded it)."""
     dist = sys.modules.get("torch.distributed")
     return bool(dist is not None and dist.is_available() and dist.is_initialized())
@@ -155,7 +155,7 @@ def _group_active() -> bool:
 
 def rank() -> int:
     """This process's rank in the initialized process group; 0 without one."""
-    if not _group_active():
+    if not group_active():
         return 0
     import torch.distributed as dist
 
@@ -164,7 +164,7 @@ def rank() -> int:
 
 def world_size() -> int:
     """Processes in the initialized process group; 1 without one."""
-    if not _group_active():
+    if not group_active():
         return 1
     import torch.distributed as dist
 
@@ -207,7 +207,7 @@ def gather_checked(fn: Callable[[], T]) -> list[T]:
 
     Results travel pickled through gloo (``all_gather_object``): keep them to what rank 0 needs.
     """
-    if not _group_active():
+    if not group_active():
         return [fn()]
     import torch.distributed as dist
 
@@ -234,78 +234,13 @@ def on_main(fn: Callable[[], T]) -> T | None:
 
 def broadcast(value: T) -> T:
     """Rank 0's ``value`` on every rank (picklable objects)."""
-    if not _group_active():
+    if not group_active():
         return value
     import torch.distributed as dist
 
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def average_gradients(params: Iterable[Any]) -> None:
-    """Average the ``.grad`` of ``params`` over the ranks in one all-reduce: DDP's gradient step.
-
-    Called between ``backward()`` and the optimiser step (and before gradient clipping), as StyleGAN2-ADA does:
-    unlike the ``DistributedDataParallel`` wrapper it allows several forward passes per step and R1's
-    ``autograd.grad``. Parameters without a gradient (unused this step, the same on every rank) are left alone.
-    Without a process group it does nothing.
-    """
-    if not _group_active():
-        return
-    import torch
-    import torch.distributed as dist
-
-    with_grad = [p for p in params if p.grad is not None]
-    if not with_grad:
-        return
-    flat = torch.cat([p.grad.reshape(-1) for p in with_grad])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    for p, g in zip(with_grad, flat.split([p.numel() for p in with_grad]), strict=True):
-        p.grad.copy_(g.view_as(p.grad))
-
-
-def average_buffers(module: Any) -> None:
-    """Average a module's floating-point buffers over the ranks (running statistics such as StyleGAN2's
-    ``w_avg``, updated from each rank's own batch); for equal batches this is the update of the global batch."""
-    if not _group_active():
-        return
-    import torch
-    import torch.distributed as dist
-
-    bufs = [b for b in module.buffers() if torch.is_floating_point(b)]
-    if not bufs:
-        return
-    flat = torch.cat([b.reshape(-1).float() for b in bufs])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    for b, v in zip(bufs, flat.split([b.numel() for b in bufs]), strict=True):
-        b.copy_(v.view_as(b))
-
-
-def average_values(values: Mapping[str, float]) -> dict[str, float]:
-    """The mean of each named number over the ranks (losses for the log), in one all-reduce."""
-    if not _group_active() or not values:
-        return dict(values)
-    import torch
-    import torch.distributed as dist
-
-    t = torch.tensor(list(values.values()), dtype=torch.float64)
-    dist.all_reduce(t)
-    return dict(zip(values, (t / dist.get_world_size()).tolist(), strict=True))
-
-
-def any_rank(flag: bool) -> bool:
-    """``True`` on every rank when ``flag`` is true on any rank (e.g. a time limit reached)."""
-    if not _group_active():
-        return flag
-    import torch
-    import torch.distributed as dist
-
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 SHARDED_ATTR = "synthgate_sharded"
@@ -320,13 +255,10 @@ def sharded(fn: Callable[..., T]) -> Callable[..., T]:
 __all__ = [
     "Launch",
     "RankFailed",
-    "any_rank",
-    "average_buffers",
-    "average_gradients",
-    "average_values",
     "broadcast",
     "device_for",
     "gather_checked",
+    "group_active",
     "init",
     "is_main",
     "on_main",

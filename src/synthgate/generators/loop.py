@@ -193,7 +193,7 @@ def train_generator(
         rows = chosen[stream.rank_batch(position, cfg.batch_size, rank)]
         batch = torch.from_numpy(codec.encode(data.read_rows(rows))).to(device)
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
-        losses = distributed.average_values(trainer.step(batch, gen, step))
+        losses = replicas.average_values(trainer.step(batch, gen, step))
         if not all(math.isfinite(v) for v in losses.values()):
             raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
         step += 1
@@ -211,7 +211,7 @@ def train_generator(
             grids.append(_grid(out, trainer, spec, step))
         if progress is not None:
             progress("train", step, total)
-        if max_time is not None and step < total and distributed.any_rank(elapsed >= max_time):
+        if max_time is not None and step < total and replicas.any_rank(elapsed >= max_time):
             stopped_by = "max_time"
             break
     if step > start:
