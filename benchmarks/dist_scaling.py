@@ -9,7 +9,7 @@ two barriers (the launch and imports are not timed):
 
 * ``audit``: the memorization audit of the test split against the training split (holdout calibration) within
   16 MiB, so the queries come in several blocks;
-* ``utility``: the utility audit, 3 modes x 2 seeds (6 independent networks), 3 epochs each;
+* ``utility``: the utility audit, 3 modes x 2 seeds (6 independent networks), 2 epochs each;
 * ``sample``: ``generators sample`` of 32 images in batches of 4;
 * ``train``: diffusion training steps at a fixed per-rank batch (the global batch grows with the ranks), so its
   speed-up is in images per second (weak scaling); the others are fixed work (strong scaling).
@@ -77,7 +77,7 @@ def _worker(root: Path, workloads: list[str], device: str) -> None:
         figures["audit_s"] = _time(lambda: run_memorization_audit(train, test, holdout, mcfg))
     if "utility" in workloads:
         # the training set stands in for a synthetic one: 3 modes x 2 seeds = 6 independent networks
-        ucfg = UtilityConfig.preset("quick", seeds=(0, 1), mode="all", epochs=3, augment=False)
+        ucfg = UtilityConfig.preset("quick", seeds=(0, 1), mode="all", epochs=2, augment=False)
         figures["utility_s"] = _time(lambda: run_utility(train, train, test, ucfg, device=device))
     if "sample" in workloads:
         figures["sample_s"] = _time(lambda: sample_generator(root / "run", 32, batch_size=4, device=device))
