@@ -136,6 +136,11 @@ def train_generator(
         progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
         overwrite: replace an existing run directory.
 
+    Under a torch.distributed process group (``torchrun``) the training is data parallel: every rank reads its
+    own ``batch_size`` images of each global batch (:mod:`synthgate.generators.shards`), gradients are averaged
+    over the ranks (:mod:`synthgate.generators.replicas`), rank 0 writes the run directory, and ``images_per_s``
+    counts all ranks.
+
     Returns:
         A :class:`TrainResult`.
 
