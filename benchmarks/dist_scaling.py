@@ -126,7 +126,7 @@ def main() -> None:
             speedup = value / base[key] if weak else base[key] / value
             unit = "images/s" if weak else "s"
             print(
-                f"{key.rsplit('_', 1)[0]:8s} {p} proc: {value:8.2f} {unit:8s} speed-up {speedup:4.2f} "
+                f"{key.split('_')[0]:8s} {p} proc: {value:8.2f} {unit:8s} speed-up {speedup:4.2f} "
                 f"efficiency {speedup / p * procs[0]:4.0%}"
             )
 
