@@ -17,7 +17,12 @@ from synthgate.errors import UsageError
 from .conftest import blob_images, make_set
 
 COLUMNS = ["synthetic_id", "train_id", "train_subject", "score", "flagged", "transform", "pixel_score",
-           "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x"]
+           "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x", "flagged_by", "structure_score",
+           "structure_train_id", "partial_score", "partial_train_id"]
+
+
+def summary_scores(out: Path) -> set[str]:
+    return set(json.loads((out / "summary.json").read_text())["scores"])
 
 
 @pytest.fixture
@@ -55,6 +60,8 @@ def test_writes_exactly_the_specified_files_and_columns(stores: dict[str, Path],
     flagged = [r[4] for r in rows[1:]]
     assert flagged == ["false"] * 3 + ["true"] * 4
     assert [r[5] for r in rows[4:]] == ["identity", "identity", "hflip", "hflip"]
+    assert all(r[12] == "pearson+structure+partial" for r in rows[4:])  # exact copies: every score votes
+    assert summary_scores(out) == {"pearson", "structure", "partial"}
     summary = json.loads((out / "summary.json").read_text())
     for key in ("synthgate_version", "created", "counts", "fraction_flagged", "threshold", "calibration",
                 "subjects_leaked", "distributions", "test", "settings", "versions"):

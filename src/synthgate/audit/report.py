@@ -21,20 +21,25 @@ from synthgate.atomic import atomic_dir
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.data.imageset import ImageSet
+from synthgate.data.subjects import SubjectSource, subject_source
 from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 MATCHES_COLUMNS = (
     "synthetic_id", "train_id", "train_subject", "score", "flagged", "transform",
     "pixel_score", "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x",
+    "flagged_by", "structure_score", "structure_train_id", "partial_score", "partial_train_id",
 )
 PLOTS = ("scores.png", "top_pairs.png")
 MAX_PAIRS = 12
+PER_IMAGE_NOTE = ("the training set is a folder of images without subjects, so each image counts as its own "
+                  "subject; audit again with --subjects FILE.csv or --subject-pattern REGEX to count patients")
 
 
-def summary_json(result: MemorizationResult) -> dict[str, Any]:
-    """The content of summary.json (docs/contracts.md)."""
+def summary_json(result: MemorizationResult, train: ImageSet | None = None) -> dict[str, Any]:
+    """The content of summary.json (docs/contracts.md); ``train`` says where the training subjects came from."""
     cal = result.calibration
     total = len(result.train_subjects)
+    source = subject_source(train) if train is not None else SubjectSource.SET
     return {
         "synthgate_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -42,10 +47,15 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "fraction_flagged": result.fraction_flagged,
         "threshold": cal.threshold,
         "calibration": cal.to_json() | {"null": result.null_name, "note": calibration_note(result)},
+        "scores": {name: c.to_json() | {"threshold": c.threshold, "flagged": _count(result, name)}
+                   for name, c in result.calibrations.items()},
         "subjects_leaked": {
             "count": len(result.leaked_subjects),
             "fraction": len(result.leaked_subjects) / total if total else 0.0,
             "total": total,
+            "subjects_from": str(source),
+            "per_image": source is SubjectSource.PER_IMAGE,
+            "note": _subjects_note(result, source),
         },
         "distributions": {
             "synthetic_to_train": describe(result.synthetic.score),
@@ -54,8 +64,23 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "test": result.test.to_json(),
         "transforms_flagged": _transform_counts(result),
         "settings": result.settings,
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "versions": result.versions,
     }
+
+
+def _count(result: MemorizationResult, score: str) -> int:
+    """Synthetic images at or above the threshold of ``score``."""
+    return sum(score in by.split("+") for by in result.flagged_by)
+
+
+def _subjects_note(result: MemorizationResult, source: SubjectSource) -> str:
+    if source is not SubjectSource.PER_IMAGE:
+        return ""
+    if result.calibration.method == "train-subject-disjoint":
+        return PER_IMAGE_NOTE + ("; without --holdout the null then pairs slices of one patient, which raises the "
+                                 "threshold and hides copies")
+    return PER_IMAGE_NOTE
 
 
 def calibration_note(result: MemorizationResult) -> str:
@@ -96,9 +121,16 @@ def matches_rows(result: MemorizationResult, train: ImageSet, synthetic: ImageSe
             t,
             f"{s.pixel_score[i]:.6f}" if ok else "",
             train.ids[p] if ok else "",
-            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
+            f"{s.angle_deg[i]:.2f}", f"{s.scale[i]:.4f}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
+            result.flagged_by[i] if result.flagged_by else "",
+            *_extra(s.structure[i], s.structure_row[i], train), *_extra(s.partial[i], s.partial_row[i], train),
         ])
     return rows
+
+
+def _extra(score: float, row: int, train: ImageSet) -> list[str]:
+    """(score, training id) columns of an extra score, empty where it was not computed."""
+    return [f"{score:.6f}", train.ids[int(row)]] if np.isfinite(score) and row >= 0 else ["", ""]
 
 
 def write_audit_outputs(
@@ -110,7 +142,7 @@ def write_audit_outputs(
     Raises:
         UsageError: ``out_dir`` exists and ``overwrite`` is false.
     """
-    summary = summary_json(result)
+    summary = summary_json(result, train)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         with (tmp / "matches.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -224,7 +256,8 @@ padding:2px 6px}} img{{max-width:100%}}</style></head><body>
 <h1>Memorization audit</h1>
 <p>{result.counts['flagged']} of {result.counts['synthetic']} synthetic images flagged
 ({100 * result.fraction_flagged:.2f} %); {leaked['count']} of {leaked['total']} training subjects have at least
-one flagged copy. Zero-variance synthetic images (not comparable): {result.counts['zero_variance']}.</p>
+one flagged copy{esc(' (' + leaked['note'] + ')') if leaked['note'] else ''}. Zero-variance synthetic images
+(not comparable): {result.counts['zero_variance']}.</p>
 <p>Threshold {cal.threshold:.6f} ({esc(str(cal.method))}{'' if cal.quantile is None else f', quantile {cal.quantile}'},
 {cal.n_null} null scores from {esc(result.null_name)}); expected false-positive rate per image:
 {'n/a' if cal.expected_false_positive_rate is None else f'{cal.expected_false_positive_rate:.4f}'}.</p>

@@ -21,9 +21,12 @@ from synthgate.cli.options import (
     MaxMemory,
     Out,
     Overwrite,
+    SubjectPatternOpt,
+    SubjectsOpt,
     TransformsOpt,
 )
 from synthgate.data.readers import load_set
+from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.distributed import on_main, sharded
 
 
@@ -43,6 +46,8 @@ def memorization(
     ] = None,
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     max_memory: MaxMemory = 2 << 30,
     backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
@@ -57,14 +62,15 @@ def memorization(
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
     check_target(out, overwrite)
-    train_set = load_set(train)
+    groups = subject_map(subjects, subject_pattern)
+    train_set = apply_subjects(load_set(train), groups, "--train")
     syn_set = load_set(synthetic)
-    hold_set = None if holdout is None else load_set(holdout)
+    hold_set = None if holdout is None else apply_subjects(load_set(holdout), groups, "--holdout")
     with progress_bar("memorization audit") as progress:
         result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
     on_main(lambda: write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite))  # rank 0 writes
     if json_out:
-        print_json(summary_json(result))
+        print_json(summary_json(result, train_set))
     else:
         cal = result.calibration
         say(

@@ -9,8 +9,9 @@ import typer
 
 from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
-from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
+from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite, SubjectPatternOpt, SubjectsOpt
 from synthgate.data.readers import load_set
+from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.distributed import on_main, sharded
 from synthgate.segment.models import Net
 from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
@@ -48,6 +49,8 @@ def utility(
         int | None, typer.Option("--max-slices", min=1, help="Train on at most N slices.")
     ] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentations.")] = False,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     device: DeviceOpt = Device.AUTO,
     threads: Annotated[
         int | None,
@@ -79,7 +82,9 @@ def utility(
 
         torch.set_num_threads(threads)
     syn = None if synthetic is None else load_set(synthetic)
-    train, test = load_set(real_train), load_set(real_test)
+    groups = subject_map(subjects, subject_pattern)
+    train = apply_subjects(load_set(real_train), groups, "--real-train")
+    test = apply_subjects(load_set(real_test), groups, "--real-test")
     with progress_bar("utility: training epochs") as progress:
         result = run_utility(syn, train, test, config, device=dev, progress=progress)
     on_main(lambda: write_utility_outputs(result, out_dir, overwrite=overwrite))  # rank 0 writes

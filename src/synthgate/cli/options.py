@@ -156,6 +156,24 @@ TransformsOpt = Annotated[
         help="Geometric transforms searched, a comma list; none: pixel Pearson only.",
     ),
 ]
+SubjectsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--subjects",
+        metavar="<file.csv>",
+        help="CSV with columns id, subject: the subject of each image of the real image-folder inputs "
+        "(without it, or --subject-pattern, each image of a folder counts as its own subject).",
+    ),
+]
+SubjectPatternOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--subject-pattern",
+        metavar="<regex>",
+        help="Regular expression with a named group 'subject', searched in each image id of the real "
+        "image-folder inputs, e.g. '^(?P<subject>[^_]+)_'.",
+    ),
+]
 
 
 def _flag_type_hidden(self: TyperOption, ctx: Any) -> str | None:
@@ -183,6 +201,8 @@ __all__ = [
     "Out",
     "Overwrite",
     "SlicesOpt",
+    "SubjectPatternOpt",
+    "SubjectsOpt",
     "TransformsOpt",
     "parse_size",
     "parse_transforms",

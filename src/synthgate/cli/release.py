@@ -10,8 +10,9 @@ from rich.text import Text
 
 from synthgate.atomic import check_target
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
-from synthgate.cli.options import Json, Out, Overwrite
+from synthgate.cli.options import Json, Out, Overwrite, SubjectPatternOpt, SubjectsOpt
 from synthgate.data.readers import load_set
+from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.errors import IntegrityError, UsageError
 from synthgate.release.bundle import build_release
 from synthgate.release.gate import GateDecision, ReleaseRefused
@@ -78,6 +79,8 @@ def build(
         Path | None, typer.Option("--policy", help="Policy TOML (default: the built-in defaults).")
     ] = None,
     train: Annotated[Path | None, typer.Option("--train", help="Training set, to record its manifest hash.")] = None,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     overwrite: Overwrite = False,
     as_json: Json = False,
 ) -> None:
@@ -89,7 +92,8 @@ def build(
     if policy_file is None:
         say("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
     syn = load_set(synthetic)
-    tr = load_set(train) if train is not None else None
+    groups = subject_map(subjects, subject_pattern)
+    tr = apply_subjects(load_set(train), groups, "--train") if train is not None else None
     try:
         result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr)
     except ReleaseRefused as e:

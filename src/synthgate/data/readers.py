@@ -21,6 +21,7 @@ from synthgate.data.config import IngestConfig, OnError
 from synthgate.data.imageset import ImageSet, Skipped
 from synthgate.data.ingest import slice_cohort
 from synthgate.data.store import is_store, read_store
+from synthgate.data.subjects import PER_IMAGE, SUBJECTS_KEY
 from synthgate.errors import InputError
 from synthgate.runtime import Progress
 
@@ -94,7 +95,8 @@ def read_image_file(path: Path) -> np.ndarray:
 def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_sep: str | None = None) -> ImageSet:
     """Read a folder of per-image files into a set (id = file stem).
 
-    The subject of each image is its id, or the part of the id before ``subject_sep`` when given.
+    The subject of each image is its id, or the part of the id before ``subject_sep`` when given; without
+    ``subject_sep`` the set is marked as having per-image subjects (:mod:`synthgate.data.subjects`).
     Images must share one shape; with ``on_error="skip"`` invalid files are skipped and listed in ``skipped``.
     """
     files = sorted(p for p in folder.iterdir() if _is_image_file(p))
@@ -127,6 +129,7 @@ def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_s
         subjects=tuple(subjects),
         channels=tuple(f"c{i}" for i in range(c)),
         sources=("file",) * len(ids),
+        meta={} if subject_sep else {SUBJECTS_KEY: str(PER_IMAGE)},
         skipped=tuple(skipped),
     )
 

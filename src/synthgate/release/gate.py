@@ -143,16 +143,7 @@ def evaluate_gate(
             limit=f"<= {policy.max_fraction_flagged_before_removal}",
         )
     )
-    leaked = audit.summary.get("subjects_leaked") or {}
-    leaked_frac = float(leaked.get("fraction", 0.0) or 0.0)
-    checks.append(
-        Check(
-            "subjects_leaked",
-            passed=leaked_frac <= policy.max_subjects_leaked,
-            value=f"{_frac(leaked_frac)} ({leaked.get('count', 0)}/{leaked.get('total', '?')} subjects)",
-            limit=f"<= {policy.max_subjects_leaked}",
-        )
-    )
+    checks.append(_subjects_check(audit, policy))
 
     keep: list[int] = []
     rm_flag = rm_margin = rm_zero = 0
@@ -219,6 +210,20 @@ def evaluate_gate(
         n_audited=n,
         n_flagged=n_flagged,
     )
+
+
+def _subjects_check(audit: AuditInputs, policy: ReleasePolicy) -> Check:
+    """The ``max_subjects_leaked`` rule; refused outright when the audit counted each image as its own subject
+    (an image folder without ``--subjects``): then the fraction says nothing about patients."""
+    leaked = audit.summary.get("subjects_leaked") or {}
+    leaked_frac = float(leaked.get("fraction", 0.0) or 0.0)
+    value = f"{_frac(leaked_frac)} ({leaked.get('count', 0)}/{leaked.get('total', '?')} subjects)"
+    limit = f"<= {policy.max_subjects_leaked}"
+    if leaked.get("per_image") and policy.max_subjects_leaked < 1.0:
+        return Check("subjects_leaked", passed=False, value=f"{value}, each image its own subject", limit=limit,
+                     detail="the audit's training set had no subjects: audit again with --subjects FILE.csv "
+                     "or --subject-pattern REGEX, or drop the max_subjects_leaked rule")
+    return Check("subjects_leaked", passed=leaked_frac <= policy.max_subjects_leaked, value=value, limit=limit)
 
 
 def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> list[Check]:
