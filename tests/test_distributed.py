@@ -346,6 +346,6 @@ def test_memorization_audit_on_two_ranks_equals_one_process(
     assert matches.count("true") >= 10  # the planted copies are found
     summary = [json.loads((d / "summary.json").read_text()) for d in (single, spread)]
     for doc in summary:
-        del doc["created"]
+        del doc["created"], doc["seconds"]  # when and how long, not what
     assert summary[0] == summary[1]
     assert sorted(p.name for p in spread.iterdir()) == sorted(p.name for p in single.iterdir())
