@@ -80,7 +80,9 @@ def main() -> None:
     result = run_memorization_audit(train, synthetic, holdout, MemorizationConfig(seed=args.seed, device=args.device))
     elapsed = time.perf_counter() - t0
     s = result.synthetic
-    score = np.where(s.valid, np.nan_to_num(s.score, nan=-np.inf), -np.inf)
+    # the statistic the scores vote with (largest standardised score), so the AUC ranks what the flag uses
+    stat = result.statistic if result.statistic is not None else s.score
+    score = np.where(s.valid, np.nan_to_num(stat, nan=-np.inf), -np.inf)
     n_un = len(unseen)
     print(f"train {len(train)} slices of {len(train.subject_ids)} subjects; holdout {len(holdout)} slices of "
           f"{len(holdout.subject_ids)}; unseen test {n_un} slices of {len(test.subject_ids)}; "
@@ -90,9 +92,9 @@ def main() -> None:
           f"threshold {cal.threshold:.4f} ({cal.method}, q={cal.quantile}, n_null={cal.n_null})")
     fp = int(result.flagged[:n_un].sum())
     print(f"unseen subject: {fp}/{n_un} flagged, false-positive rate {fp / max(n_un, 1):.4f} "
-          f"(target <= {TARGET_FPR}); its best score: max {np.max(score[:n_un]):.4f}, "
+          f"(target <= {TARGET_FPR}); its statistic: max {np.max(score[:n_un]):.4f}, "
           f"median {np.median(score[:n_un]):.4f}")
-    print(f"{'kind':<12} {'AUC':>6} {'flagged':>8} {'right src':>9} {'score':>7} {'':>4}  transforms found")
+    print(f"{'kind':<12} {'AUC':>6} {'flagged':>8} {'right src':>9} {'stat':>7} {'':>4}  transforms found")
     names = s.transforms
     kinds = list(dict.fromkeys(copies.sources or ()))
     short = []

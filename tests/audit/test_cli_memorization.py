@@ -102,3 +102,15 @@ def test_parse_size() -> None:
     assert parse_size("1000") == 1000
     with pytest.raises(UsageError):
         parse_size("2 gigs")
+
+
+def test_scores_option(stores: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    res = run("--train", str(stores["train"]), "--synthetic", str(stores["synthetic"]), "--holdout",
+              str(stores["holdout"]), "--out", str(out), "--transforms", "none", "--scores", "pearson")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    assert summary_scores(out) == {"pearson"}
+    bad = run("--train", str(stores["train"]), "--synthetic", str(stores["synthetic"]), "--out",
+              str(tmp_path / "b"), "--scores", "pearson,texture")
+    assert bad.exit_code == 2 and "texture" in bad.output and "structure" in bad.output  # type: ignore[attr-defined]
+    assert not (tmp_path / "b").exists()

@@ -179,6 +179,9 @@ def test_plan_respects_budget() -> None:
     assert small.cache_budget <= 0.45 * (64 << 20)
     assert small.query_block * 4 * d * 3 <= 0.35 * (64 << 20)
     assert small.search_block * 4 * d <= 0.3 * (64 << 20)
+    filed = plan_memory(64 << 20, 5, 4, 64, 64, n_warps=13, k=5, flips=True, n_train=10_000)
+    assert filed.query_block > small.query_block  # the cache's share goes to the query blocks
+    assert filed.query_block * 4 * d * 3 <= 0.9 * 0.35 * (64 << 20)
     big = plan_memory(1 << 30, 5, 4, 64, 64, n_warps=13, k=5, flips=True)
     assert big.search_block > small.search_block and big.query_block > small.query_block
 

@@ -102,18 +102,30 @@ def calibrate_scores(
     names = list(null)
     if len(names) == 1 or threshold is not None:
         return {names[0]: calibrate(null[names[0]], method, quantile, threshold)}
-    stack = np.stack([np.asarray(null[n], dtype=np.float64) for n in names])
-    mean = np.array([np.nanmean(r) if np.isfinite(r).any() else 0.0 for r in stack])
-    sd = np.array([np.nanstd(r, ddof=1) if np.isfinite(r).sum() > 1 else 1.0 for r in stack])
-    sd = np.where(sd > 0, sd, 1e-12)
-    z = (stack - mean[:, None]) / sd[:, None]
-    zmax = np.where(np.isfinite(z).any(axis=0), np.nanmax(np.where(np.isfinite(z), z, -np.inf), axis=0), np.nan)
-    level = calibrate(zmax, method, quantile)
+    mean, sd = standardisation(null)
+    level = calibrate(largest_z(null, mean, sd), method, quantile)
     return {
         n: Calibration(method, float(mean[i] + level.threshold * sd[i]), quantile, level.n_null,
                        level.expected_false_positive_rate)
         for i, n in enumerate(names)
     }
+
+
+def standardisation(null: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sd) of each score's finite null values (sd 1 with fewer than two)."""
+    stack = [np.asarray(v, dtype=np.float64) for v in null.values()]
+    mean = np.array([np.mean(r[np.isfinite(r)]) if np.isfinite(r).any() else 0.0 for r in stack])
+    sd = np.array([np.std(r[np.isfinite(r)], ddof=1) if np.isfinite(r).sum() > 1 else 1.0 for r in stack])
+    return mean, np.where(sd > 0, sd, 1e-12)
+
+
+def largest_z(values: dict[str, np.ndarray], mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Each image's largest standardised score (NaN where no score was computed): the statistic the scores
+    vote with."""
+    stack = np.stack([np.asarray(v, dtype=np.float64) for v in values.values()])
+    z = (stack - mean[:, None]) / sd[:, None]
+    finite = np.isfinite(z)
+    return np.where(finite.any(axis=0), np.where(finite, z, -np.inf).max(axis=0), np.nan)
 
 
 def describe(scores: np.ndarray) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from synthgate.audit.calibration import (
     TwoSampleTest,
     calibrate_scores,
     compare_to_null,
+    largest_z,
+    standardisation,
 )
 from synthgate.audit.features import feature_channels
 from synthgate.audit.index import build_feature_cache
@@ -134,6 +136,8 @@ class MemorizationResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
     calibrations: dict[str, Calibration] = field(default_factory=dict)  # one per score that votes
     flagged_by: tuple[str, ...] = ()  # per synthetic image: the scores at or above their threshold, "+"-joined
+    statistic: np.ndarray | None = None  # per synthetic image: what the scores vote with (largest standardised
+    # score; the Pearson score when it votes alone), for rankings such as an AUC
 
     @property
     def fraction_flagged(self) -> float:
@@ -160,9 +164,10 @@ class Plan:
 
 
 def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: int, n_warps: int, k: int,
-                flips: bool, device: str = "cpu") -> Plan:
+                flips: bool, device: str = "cpu", n_train: int | None = None) -> Plan:
     """A :class:`Plan` that keeps the audit's working set within ``max_memory`` bytes (host) and, on CUDA, within
-    70 % of the free device memory for the cache."""
+    70 % of the free device memory for the cache. When the cache of ``n_train`` images goes to a file, its share
+    of the host budget goes to the working blocks instead."""
     d = n_compared * h * w
     m = 2 if flips else 1
     if device.startswith("cuda"):
@@ -170,9 +175,11 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         cache_budget = int(0.7 * free)
+        work = 0.9 * max_memory
     else:
         cache_budget = int(0.45 * max_memory)
-    work = 0.55 * max_memory
+        in_file = n_train is not None and n_train * d * 4 > cache_budget
+        work = (0.9 if in_file else 0.55) * max_memory
     read_block = max(1, int(0.15 * work) // (4 * (n_channels * h * w + 3 * d)))
     query_block = max(1, int(0.35 * work) // (4 * (n_channels * h * w + (m + 2) * d)))
     # a block of cached features (+ bf16 copy) and the query x block scores (result + partial product)
@@ -223,7 +230,8 @@ def run_memorization_audit(
     warps = make_warps(config.rotations if Transform.ROTATE in geometric else (),
                        config.scales if Transform.ZOOM in geometric else ()) if geometric else ()
     max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
-    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device)
+    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device,
+                       len(train))
     backend = resolve_backend(config.backend, config.device)
     refine_free = (Transform.ROTATE in geometric, Transform.ZOOM in geometric, Transform.SHIFT in geometric)
     settings = MatchSettings(config.k, backend, config.device, flips, warps, max_shift, plan.query_block,
@@ -280,6 +288,11 @@ def run_memorization_audit(
                                                                                   syn.partial_row)}
     calibrations = calibrate_scores({str(v): values[v][1] for v in votes}, method, config.quantile, config.threshold)
     cal = calibrations[Score.PEARSON]
+    if len(votes) > 1:
+        mean, sd = standardisation({str(v): values[v][1] for v in votes})
+        statistic = largest_z({str(v): values[v][0] for v in votes}, mean, sd)
+    else:
+        statistic = np.asarray(syn.score, dtype=np.float64)
     hits = np.stack([syn.valid & (np.nan_to_num(values[v][0], nan=-np.inf) >= calibrations[str(v)].threshold)
                      for v in votes])
     flagged: np.ndarray = np.asarray(hits.any(axis=0), dtype=bool)
@@ -321,7 +334,7 @@ def run_memorization_audit(
         config=config, synthetic=syn, null=null, null_name=null_name, null_ids=tuple(null_ids), calibration=cal,
         flagged=flagged, train_subjects=subjects, leaked_subjects=leaked, test=test, counts=counts,
         settings=settings_json, versions=_versions(), seconds=seconds, calibrations=calibrations,
-        flagged_by=flagged_by,
+        flagged_by=flagged_by, statistic=statistic,
     )
 
 

@@ -19,8 +19,9 @@ from synthgate.audit.features import renormalise
 #: Gradient steps and their sizes per parameter: degrees, log-zoom, pixels (of the refinement's resolution).
 STEPS = 12
 LR = (0.8, 0.012, 0.4)
-#: Images at least this side are refined at half resolution (the similarity's basin is wide and smooth there).
-HALF_RES_FROM = 96
+#: Images are refined at a resolution of about this side (the similarity's basin is wide and smooth there); the
+#: score of the refined transform is then computed at full resolution.
+REFINE_SIDE = 48
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def refine(queries: Any, cands: Any, angle_deg: np.ndarray, scale: np.ndarray, s
     import torch.nn.functional as F
 
     dev = queries.device
-    f = 2 if min(queries.shape[-2:]) >= HALF_RES_FROM else 1
+    f = max(1, min(queries.shape[-2:]) // REFINE_SIDE)
     params = [torch.tensor(np.asarray(v, np.float32), device=dev).requires_grad_(True)
               for v in (angle_deg, np.log(scale), np.asarray(shift_y) / f, np.asarray(shift_x) / f)]
     lrs = (LR[0] * free[0], LR[1] * free[1], LR[2] * free[2], LR[2] * free[2])

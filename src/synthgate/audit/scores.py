@@ -38,20 +38,17 @@ def brain_mask(x: Any) -> Any:
 
 
 def high_pass(x: Any) -> Any:
-    """Each channel minus its Gaussian envelope (separable, reflect padding)."""
-    import torch
+    """Each channel minus its smooth envelope: two passes of a box filter of side ~ 2.45 sigma (a Gaussian of
+    sigma :data:`SIGMA_FRACTION` of the side, to a few percent; box filters run as fast pooling)."""
     import torch.nn.functional as F
 
-    n, c, h, w = x.shape
+    h, w = x.shape[-2:]
     sigma = max(1.0, SIGMA_FRACTION * max(h, w))
-    r = int(3 * sigma)
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = g / g.sum()
-    y = x.reshape(n * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))
-    return x - y.reshape(n, c, h, w)
+    k = max(3, round(sigma * 6**0.5) | 1)  # odd; two box passes have sd k / sqrt(6)
+    env = x
+    for _ in range(2):
+        env = F.avg_pool2d(F.pad(env, (k // 2,) * 4, mode="replicate"), k, stride=1)
+    return x - env
 
 
 def _masked_pearson_sums(a: Any, b: Any, m: Any, pool: Any) -> Any:

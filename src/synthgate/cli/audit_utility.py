@@ -9,8 +9,18 @@ import typer
 
 from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
-from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite, SubjectPatternOpt, SubjectsOpt
-from synthgate.data.readers import load_set
+from synthgate.cli.options import (
+    Device,
+    DeviceOpt,
+    FolderChannels,
+    Json,
+    Out,
+    Overwrite,
+    SubjectPatternOpt,
+    SubjectsOpt,
+)
+from synthgate.data.imageset import conform_to
+from synthgate.data.readers import load_set, parse_channels
 from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.distributed import on_main, sharded
 from synthgate.segment.models import Net
@@ -25,6 +35,7 @@ def utility(
     real_test: Annotated[Path, typer.Option("--real-test", help="Real test set, subjects unseen in training.")],
     out_dir: Out,
     synthetic: Annotated[Path | None, typer.Option("--synthetic", help="Labelled synthetic set.")] = None,
+    channels: FolderChannels = None,
     net: Annotated[Net, typer.Option("--net", help="Segmentation network.")] = Net.UNET,
     mode: Annotated[
         Mode, typer.Option("--mode", help="Training sources: all = real, synthetic and mixed.")
@@ -81,10 +92,11 @@ def utility(
         import torch
 
         torch.set_num_threads(threads)
-    syn = None if synthetic is None else load_set(synthetic)
     groups = subject_map(subjects, subject_pattern)
     train = apply_subjects(load_set(real_train), groups, "--real-train")
     test = apply_subjects(load_set(real_test), groups, "--real-test")
+    syn = None if synthetic is None else conform_to(load_set(synthetic, channels=parse_channels(channels)), train,
+                                                    "--synthetic", "--real-train")
     with progress_bar("utility: training epochs") as progress:
         result = run_utility(syn, train, test, config, device=dev, progress=progress)
     on_main(lambda: write_utility_outputs(result, out_dir, overwrite=overwrite))  # rank 0 writes

@@ -144,6 +144,15 @@ SlicesOpt = Annotated[
     SliceSelection, typer.Option("--slices", help="brain: slices with enough brain; tumour: only those with tumour.")
 ]
 LabelsOpt = Annotated[Labels, typer.Option("--labels", help="Label convention; auto: from the file names.")]
+FolderChannels = Annotated[
+    str | None,
+    typer.Option(
+        "--channels",
+        metavar="<name,...>",
+        help="Names of the channels of image-folder inputs, in file order (e.g. t1,t1c,t2,flair,label); without "
+        "it a folder's unnamed channels take the reference set's names by position.",
+    ),
+]
 BackendOpt = Annotated[
     Backend, typer.Option("--backend", help="Candidate search (results are the same; speed differs).")
 ]

@@ -132,6 +132,7 @@ def evaluate_gate(
             value=method,
             limit="holdout-quantile required" if policy.require_holdout_calibration else "not required",
             detail="" if method == "holdout-quantile" else "audit again with --holdout",
+            waived=method != "holdout-quantile" and not policy.require_holdout_calibration,
         )
     )
     before = n_flagged / n if n else 0.0
@@ -238,7 +239,8 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                     detail="run 'synthgate audit utility' and pass --utility",
                 )
             ]
-        return []
+        return [Check("utility", passed=True, value="not measured", limit="not required (require_utility = false)",
+                      waived=True)]
     checks = []
     for region in REGIONS:
         real = utility.real_dice(region)
@@ -251,6 +253,7 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                 detail=""
                 if real is not None and real >= policy.min_reference_dice
                 else "the real-trained reference is too weak: train the utility audit longer",
+                waived=not policy.require_utility and (real is None or real < policy.min_reference_dice),
             )
         )
     for region in REGIONS:
@@ -263,6 +266,7 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                     passed=not policy.require_utility,
                     value="not measured",
                     limit=f">= {limit}",
+                    waived=not policy.require_utility,
                 )
             )
         else:
