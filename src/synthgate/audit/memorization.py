@@ -27,8 +27,9 @@ from synthgate.audit.calibration import (
 )
 from synthgate.audit.features import feature_channels
 from synthgate.audit.index import build_feature_cache
-from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries, score_queries
+from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries
 from synthgate.audit.search import Backend, resolve_backend
+from synthgate.audit.spread import score_spread
 from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.data.manifest import check_disjoint_content, check_disjoint_names
@@ -255,13 +256,13 @@ def run_memorization_audit(
                              config.cache_dir, progress=stage("features")) as cache:
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        syn = score_queries(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),
+        syn = score_spread(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),
                             cache, settings, scored("synthetic"))
         seconds["synthetic"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if holdout is not None:
             check_disjoint_content(train, holdout)  # the training digests come from the cache's single read
-            null = score_queries(image_queries(holdout, channels, plan.query_block, "--holdout"), len(holdout),
+            null = score_spread(image_queries(holdout, channels, plan.query_block, "--holdout"), len(holdout),
                                  cache, settings, scored("holdout"))
             method, null_name, null_ids = CalibrationMethod.HOLDOUT_QUANTILE, "holdout", holdout.ids
         else:
@@ -274,7 +275,7 @@ def run_memorization_audit(
                 rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.max_null, replace=False))
             if len(subjects) < 2:
                 rows = rows[:0]
-            null = score_queries(cached_queries(cache, rows, plan.query_block), len(rows), cache, settings,
+            null = score_spread(cached_queries(cache, rows, plan.query_block), len(rows), cache, settings,
                                  scored("null"))
             method, null_name = CalibrationMethod.TRAIN_SUBJECT_DISJOINT, "train (other subjects)"
             null_ids = tuple(train.ids[i] for i in rows)

@@ -28,6 +28,7 @@ from synthgate.cli.options import (
 )
 from synthgate.data.readers import load_set
 from synthgate.data.subjects import apply_subjects, subject_map
+from synthgate.distributed import on_main, sharded
 from synthgate.errors import UsageError
 
 
@@ -46,6 +47,7 @@ def parse_scores(text: str) -> tuple[Score, ...]:
 
 
 @handle_errors
+@sharded
 def memorization(
     train: Annotated[Path, typer.Option("--train", help="Training set (slice store, image folder or BraTS folder).")],
     synthetic: Annotated[Path, typer.Option("--synthetic", help="Synthetic set to audit.")],
@@ -82,7 +84,7 @@ def memorization(
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev,
                                 scores=parse_scores(scores))
-    check_target(out, overwrite)
+    on_main(lambda: check_target(out, overwrite))  # rank 0 checks where it will write
     folder_channels = parse_channels(channels)
     groups = subject_map(subjects, subject_pattern)
     train_set = apply_subjects(load_set(train, channels=folder_channels), groups, "--train")
@@ -91,7 +93,9 @@ def memorization(
         conform_to(load_set(holdout, channels=folder_channels), train_set, "--holdout", "--train"), groups, "--holdout")
     with progress_bar("memorization audit") as progress:
         result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
-    write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite, holdout=hold_set)
+    on_main(  # rank 0 writes
+        lambda: write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite, holdout=hold_set)
+    )
     if json_out:
         print_json(summary_json(result, train_set))
     else:

@@ -22,12 +22,14 @@ from synthgate.cli.options import (
 from synthgate.data.imageset import conform_to
 from synthgate.data.readers import load_set, parse_channels
 from synthgate.data.subjects import apply_subjects, subject_map
+from synthgate.distributed import on_main, sharded
 from synthgate.segment.models import Net
 from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
 from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset, run_utility
 
 
 @handle_errors
+@sharded
 def utility(
     real_train: Annotated[Path, typer.Option("--real-train", help="Real training set (store or folder).")],
     real_test: Annotated[Path, typer.Option("--real-test", help="Real test set, subjects unseen in training.")],
@@ -73,7 +75,7 @@ def utility(
     """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
     utility.json, utility.png and the report fragment to --out."""
 
-    check_target(out_dir, overwrite)  # before hours of training, not after
+    on_main(lambda: check_target(out_dir, overwrite))  # rank 0, before hours of training, not after
     config = UtilityConfig.preset(
         preset,
         net,
@@ -97,7 +99,7 @@ def utility(
                                                     "--synthetic", "--real-train")
     with progress_bar("utility: training epochs") as progress:
         result = run_utility(syn, train, test, config, device=dev, progress=progress)
-    write_utility_outputs(result, out_dir, overwrite=overwrite)
+    on_main(lambda: write_utility_outputs(result, out_dir, overwrite=overwrite))  # rank 0 writes
     if as_json:
         print_json(utility_json(result))
         return

@@ -22,10 +22,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from synthgate import distributed
 from synthgate.atomic import Terminated, terminate_as_exception
 from synthgate.cli.options import Device
+from synthgate.distributed import Launch
 from synthgate.errors import ExitCode, SynthgateError, UsageError
 from synthgate.runtime import Progress
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +59,8 @@ def warn(text: str) -> None:
 
 def print_row(*fields: object) -> None:
     """One tab-separated data row on stdout, with real tab characters (for ``cut`` and spreadsheets)."""
+    if out.quiet:
+        return
     sys.stdout.write("\t".join(str(f) for f in fields) + "\n")
     sys.stdout.flush()
 
@@ -64,61 +70,114 @@ def debug_enabled() -> bool:
 
 
 def resolve_device(device: Device | str) -> str:
-    """``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; ``cuda`` without CUDA is a usage error."""
+    """``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; ``cuda`` without CUDA is a usage error.
+
+    Under a multi-process torchrun launch, ``cuda`` is this process's GPU, ``cuda:LOCAL_RANK``.
+    """
     import torch
 
     device = Device(device)
     if device is Device.AUTO:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = Device.CUDA if torch.cuda.is_available() else Device.CPU
     if device is Device.CUDA and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return str(device)
+    return distributed.device_for(str(device), _launch)
+
+
+def _configure_logging(launch: Launch) -> None:
+    level = logging.DEBUG if debug_enabled() else logging.WARNING
+    prefix = f"[rank {launch.rank}] " if launch.distributed else ""
+    logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _say_error(text: str, prefix: str, style: str) -> None:
+    if err.quiet:  # a rank other than 0: its own errors still show, as plain lines
+        sys.stderr.write(f"[rank {_launch.rank}] {prefix} {text}\n")
+        return
+    say(text, prefix, style)
+
+
+_launch = Launch()
+
+
+def _enter_launch(fn: Callable[..., Any]) -> bool:
+    """Read torchrun's environment; ``False`` when this rank has nothing to do in ``fn``.
+
+    A command marked :func:`~synthgate.distributed.sharded` joins the process group on every rank, and ranks
+    other than 0 keep stdout and progress quiet. Any other command runs on rank 0 alone.
+    """
+    global _launch
+    _launch = launch = distributed.read_launch()
+    _configure_logging(launch)
+    if not launch.distributed:
+        return True
+    if not getattr(fn, distributed.SHARDED_ATTR, False):
+        if launch.is_main:
+            logger.warning(
+                "'%s' does not spread over ranks: rank 0 runs it, the other %d rank(s) exit",
+                fn.__name__,
+                launch.world_size - 1,
+            )
+        return launch.is_main
+    if not launch.is_main:
+        out.quiet = err.quiet = True
+    distributed.init(launch)
+    return True
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a command: synthgate errors -> one red line + exit code; others -> exit 1."""
+    """Decorate a command: synthgate errors -> one red line + exit code; others -> exit 1.
+
+    Under torchrun, the command runs on every rank when it is marked sharded, else on rank 0 alone.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        logging.basicConfig(
-            level=logging.DEBUG if debug_enabled() else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
         terminate_as_exception()  # SIGTERM unwinds like Ctrl-C: temporaries are removed
         try:
+            if not _enter_launch(fn):
+                return None  # type: ignore[return-value]
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except distributed.RankFailed as e:
+            if debug_enabled():
+                raise
+            if _launch.is_main:  # the failing rank printed its own error
+                _say_error(str(e), "error:", "bold red")
+            raise typer.Exit(int(e.exit_code)) from None
         except SynthgateError as e:
             if debug_enabled():
                 raise
-            say(str(e), "error:", "bold red")
+            _say_error(str(e), "error:", "bold red")
             raise typer.Exit(int(e.exit_code)) from None
         except KeyboardInterrupt:
-            say("", "interrupted", "red")
+            _say_error("", "interrupted", "red")
             raise typer.Exit(130) from None
         except Terminated:
-            say("", "terminated", "red")
+            _say_error("", "terminated", "red")
             raise typer.Exit(143) from None
         except Exception as e:
             if debug_enabled():
                 raise
-            say(f"{type(e).__name__}: {e} (set SYNTHGATE_DEBUG=1 for the traceback)", "unexpected error:", "bold red")
+            text = f"{type(e).__name__}: {e} (set SYNTHGATE_DEBUG=1 for the traceback)"
+            _say_error(text, "unexpected error:", "bold red")
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     return wrapper
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as JSON on stdout (no rich markup)."""
+    """Write ``data`` as JSON on stdout (no rich markup); quiet on ranks other than 0."""
+    if out.quiet:
+        return
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 
 def progress_enabled() -> bool:
-    """Progress bars only on a terminal."""
-    return err.is_terminal
+    """Progress bars only on a terminal, and only on rank 0."""
+    return err.is_terminal and not err.quiet
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -14,6 +14,7 @@ from synthgate.cli.common import handle_errors, out, print_json, progress_bar, r
 from synthgate.cli.options import Device, DeviceOpt, DtypeOpt, Json, Out, Overwrite
 from synthgate.data.readers import load_set
 from synthgate.data.store import StoreDtype, write_store
+from synthgate.distributed import broadcast, on_main, sharded
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.presets import Preset
@@ -41,6 +42,7 @@ def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Pre
 
 @app.command()
 @handle_errors
+@sharded
 def train(
     kind: Annotated[GeneratorKind, typer.Argument(help="Which generator.")],
     data: Annotated[Path, typer.Option("--data", help="Training set: a slice store (or any set input).")],
@@ -48,7 +50,10 @@ def train(
     config_file: Annotated[Path | None, typer.Option("--config", help="A config.json (overrides --preset).")] = None,
     preset_name: Annotated[Preset, typer.Option("--preset", help="Named configuration.")] = Preset.TINY,
     steps: Annotated[int | None, typer.Option("--steps", help="Override the config's total steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the batch size.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Override the batch size (per process: under torchrun x the processes)."),
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Override the learning rate.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the run seed.")] = None,
     max_images: Annotated[
@@ -70,8 +75,7 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images
     )
     if resume:
-
-        own = open_run(run_out).config
+        own = cast(TrainConfig, broadcast(on_main(lambda: open_run(run_out).config)))  # rank 0 reads the run
         changed = [o for o, v, f in (("--batch-size", batch_size, "batch_size"), ("--lr", lr, "lr"),
                                      ("--seed", seed, "seed"), ("--max-images", max_images, "max_images"))
                    if v is not None and v != getattr(own, f)]
@@ -125,9 +129,12 @@ def train(
 
 @app.command()
 @handle_errors
+@sharded
 def sample(
     run: Annotated[Path, typer.Argument(help="Run directory written by 'generators train'.")],
-    n: Annotated[int, typer.Option("--n", help="Number of synthetic images.")],
+    n: Annotated[
+        int, typer.Option("--n", "--count", help="Number of synthetic images (--count under torchrun).")
+    ],
     store_out: Out,
     seed: Annotated[int, typer.Option("--seed", help="Derives the per-sample seeds.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated at once.")] = 32,
@@ -144,7 +151,7 @@ def sample(
     from synthgate.generators.sample import sample_generator
 
     dev = resolve_device(device)
-    check_target(store_out, overwrite)
+    on_main(lambda: check_target(store_out, overwrite))  # rank 0 checks where it will write
     with progress_bar("sampling") as progress:
         s = sample_generator(
             run,
@@ -156,7 +163,7 @@ def sample(
             truncation=truncation,
             progress=progress,
         )
-    path = write_store(s, store_out, dtype=dtype, overwrite=overwrite)
+    path = on_main(lambda: write_store(s, store_out, dtype=dtype, overwrite=overwrite)) or store_out  # rank 0
     if as_json:
         print_json({"store": str(path), "n": len(s), "kind": s.meta["generator"]["kind"], "device": dev})
         return

@@ -4,25 +4,29 @@ sample grids, resume. What differs between kinds (the step, EMA, sampling) is in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
+from synthgate import distributed
 from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
-from synthgate.generators import runs
+from synthgate.generators import replicas, runs
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
 from synthgate.generators.memory import check_batch_fits
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
+from synthgate.generators.shards import EpochStream, step_seed
 from synthgate.generators.trainers import Trainer
 from synthgate.runtime import Progress
 
@@ -113,7 +117,6 @@ def _resolve_config(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: 
     done = int(runs.load_checkpoint(out / runs.CHECKPOINT, "cpu")["step"])
     if cfg.steps < done:
         raise UsageError(f"--steps {cfg.steps}: {out} has already done {done} steps; give --steps >= {done}")
-    runs.write_json(out / runs.CONFIG, cfg.to_json())  # the run now ends at the new total
     return cfg
 
 
@@ -154,6 +157,11 @@ def train_generator(
         progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
         overwrite: replace an existing run directory; the old run stays until the new one is complete.
 
+    Under a torch.distributed process group (``torchrun``) the training is data parallel: every rank reads its
+    own ``batch_size`` images of each global batch (:mod:`synthgate.generators.shards`), gradients are averaged
+    over the ranks (:mod:`synthgate.generators.replicas`), rank 0 writes the run directory, and ``images_per_s``
+    counts all ranks.
+
     Returns:
         A :class:`TrainResult`.
 
@@ -171,80 +179,111 @@ def train_generator(
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
+    # every check on the input before the run folder is touched (a failed --overwrite loses nothing); rank 0
+    # reads the run folder, every rank checks its share of the labels and that its batch fits its device
+    checked = distributed.on_main(lambda: _check_run(out, config, spec, data, resume, overwrite))
+    cfg, replacing, extended = cast(tuple[TrainConfig, bool, bool], distributed.broadcast(checked))
+    chosen = _choose(len(data), cfg)
+    blocks = range(0, len(chosen), 256)
+
+    def validate() -> None:  # the labels once, block by block, the blocks spread over the ranks
+        for b in distributed.shard(len(blocks)):
+            spec.codec.encode(data.read_rows(chosen[blocks[b] : blocks[b] + 256]))
+        if not resume:
+            check_batch_fits(cfg, spec.shape, device)
+
+    distributed.gather_checked(validate)
+    with contextlib.ExitStack() as stack:
+
+        def open_work() -> Path:  # rank 0: the folder every write of this run goes to
+            if resume:
+                if extended:
+                    runs.write_json(out / runs.CONFIG, cfg.to_json())  # the run now ends at the new total
+                return out
+            work = stack.enter_context(atomic_dir(out, overwrite=True)) if replacing else out
+            _start_run(work, cfg, spec, data, chosen, device)
+            return work
+
+        work = cast(Path, distributed.broadcast(distributed.on_main(open_work)))
+        result = _train(work, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress)
+        distributed.on_main(stack.close)  # the old run stays until the new one is complete
+    return result
+
+
+def _check_run(out: Path, config: TrainConfig | None, spec: DataSpec, data: ImageSet, resume: bool,
+               overwrite: bool) -> tuple[TrainConfig, bool, bool]:
+    """Rank 0's checks of the run folder, before anything is written: the run's configuration, whether an
+    existing run is replaced, and whether a resumed run is extended (its ``config.json`` gets the new steps)."""
     replacing = not resume and out.exists() and any(out.iterdir())
     if replacing and not overwrite:
         raise UsageError(f"{out} already exists; pass --resume to continue it, --overwrite, or another --out")
     cfg = _resolve_config(out, config, spec, resume)
-    # every check on the input before the run folder is touched: a failed --overwrite loses nothing
-    chosen = _choose(len(data), cfg)
-    for start_block in range(0, len(chosen), 256):  # validate the labels once, block by block
-        spec.codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
-    chosen_ids = [data.ids[i] for i in chosen]
-    if resume and runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
+    if not resume:
+        return cfg, replacing, False
+    chosen_ids = [data.ids[i] for i in _choose(len(data), cfg)]
+    if runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
         raise InputError(
             f"--resume: the data does not hold the images {out} was trained on "
             f"({runs.TRAIN_IMAGES}); resume with the same --data"
         )
-    if not resume:
-        check_batch_fits(cfg, spec.shape, device)
-    if not replacing:
-        if not resume:
-            _start_run(out, cfg, spec, data, chosen, device)
-        return _train(out, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress)
-    with atomic_dir(out, overwrite=True) as work:  # the old run stays until the new one is complete
-        _start_run(work, cfg, spec, data, chosen, device)
-        return _train(work, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress)
+    return cfg, False, cfg != runs.open_run(out).config
 
 
 def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageSet, chosen: np.ndarray,
            device: str, max_steps: int | None, max_time: float | None, resume: bool,
            progress: Progress | None) -> TrainResult:
-    """The training loop, writing into ``work``; the result names the paths the run has at ``out``."""
+    """The training loop on every rank, rank 0 writing into ``work``; the result names the run's paths at ``out``."""
     kind = cfg.kind
     codec = spec.codec
+    world, rank = distributed.world_size(), distributed.rank()
     n_train = len(chosen)
+    stream = EpochStream(n_train, cfg.seed)
     trainer = build_trainer(cfg, spec.shape, device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start = 0
-    if resume:
-        state = runs.load_checkpoint(work / runs.CHECKPOINT, device)
+    start = position = 0
+    if resume:  # every rank starts from the state rank 0 read
+        state = replicas.load(work)
         trainer.load_state_dict(state["trainer"])
-        gen.set_state(state["rng"].cpu())
         start = int(state["step"])
-        runs.truncate_log(work / runs.LOG, start)
+        position = int(state.get("position", start * cfg.batch_size))
+        distributed.on_main(lambda: runs.truncate_log(work / runs.LOG, start))
+    replicas.check(trainer.state_dict(), start)  # the same seeded initial weights on every rank
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    logger.info("training %s on %d images from step %d to %d on %s", kind, n_train, start, total, device)
+    logger.info("training %s on %d images, steps %d to %d on %s (rank %d of %d)", kind, n_train, start, total,
+                device, rank, world)  # fmt: skip
 
     t0 = time.perf_counter()
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
     while step < total:
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-        batch = codec.encode(data.read_rows(chosen[idx]))
-        losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
+        rows = chosen[stream.rank_batch(position, cfg.batch_size, rank)]
+        batch = torch.from_numpy(codec.encode(data.read_rows(rows))).to(device)
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
+        losses = replicas.average_values(trainer.step(batch, gen, step))
         if not all(math.isfinite(v) for v in losses.values()):
             raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
         step += 1
+        position += cfg.batch_size * world
         elapsed = time.perf_counter() - t0
-        ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
-        if step % cfg.log_every == 0 or step == total:
+        ips = (step - start) * cfg.batch_size * world / max(elapsed, 1e-9)
+        if distributed.is_main() and (step % cfg.log_every == 0 or step == total):
             runs.append_log(
                 work / runs.LOG,
                 {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
             )
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _checkpoint(work, trainer, gen, step)
-        if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
+            replicas.save(work, trainer.state_dict(), step, position)
+        if cfg.grid_every and step % cfg.grid_every == 0 and step < total and distributed.is_main():
             grids.append(_grid(work, trainer, spec, step))
         if progress is not None:
             progress("train", step, total)
-        if max_time is not None and elapsed >= max_time and step < total:
+        if max_time is not None and step < total and replicas.any_rank(elapsed >= max_time):
             stopped_by = "max_time"
             break
-    if step > start or not (work / runs.CHECKPOINT).exists():
-        _checkpoint(work, trainer, gen, step)
-        grids.append(_grid(work, trainer, spec, step))
+    if step > start or not distributed.broadcast(distributed.on_main((work / runs.CHECKPOINT).exists)):
+        replicas.save(work, trainer.state_dict(), step, position)
+        if distributed.is_main():
+            grids.append(_grid(work, trainer, spec, step))
     elapsed = time.perf_counter() - t0
     main = generator_spec(kind).main_loss
     return TrainResult(
@@ -254,17 +293,13 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
         start_step=start,
         final_loss=losses.get(main, float("nan")),
         losses=losses,
-        images_per_s=(step - start) * cfg.batch_size / max(elapsed, 1e-9),
+        images_per_s=(step - start) * cfg.batch_size * world / max(elapsed, 1e-9),
         elapsed_s=elapsed,
         stopped_by=stopped_by,
         checkpoint=out / runs.CHECKPOINT,
         grids=tuple(out / g.relative_to(work) for g in grids),
         n_train=n_train,
     )
-
-
-def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
-    runs.save_checkpoint(out / runs.CHECKPOINT, {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()})
 
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:

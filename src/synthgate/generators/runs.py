@@ -6,7 +6,7 @@ RUN/data.json               channels, label channel and map, image size, trainin
 RUN/training_images.csv     id, subject of every image the generator was trained on
 RUN/versions.json           synthgate, python, torch, monai, numpy; device
 RUN/log.jsonl               one JSON line per logged step: step, losses, images/s, elapsed seconds
-RUN/checkpoint.pt           latest state: weights, EMA weights, optimisers, RNG state, step
+RUN/checkpoint.pt           latest state: weights, EMA weights, optimisers, step, position in the image stream
 RUN/grids/step-NNNNNN.png   sample grids (EMA weights, fixed seeds)
 ```
 """

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from synthgate import distributed
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 from synthgate.generators import runs
@@ -49,7 +50,11 @@ def sample_generator(
         seeds: explicit per-sample seeds (to regenerate given images).
         sample_steps: DDIM steps (diffusion; default the run's config).
         truncation: truncation psi (stylegan2; default the run's config).
-        progress: called as ``progress("sample", done, total)`` after every batch.
+        progress: called as ``progress("sample", done, total)`` after every batch (every round of batches over
+            ranks).
+
+    Under a torch.distributed process group the batches are spread over the ranks (batch ``b`` on rank
+    ``b % world``) and every rank returns the whole set: the same images as one process with the same batch size.
 
     Raises:
         UsageError: ``n`` or ``batch_size`` below 1, or bad sampling options.
@@ -76,13 +81,26 @@ def sample_generator(
     codec = run.data.codec
     total = len(seed_arr)
     out = np.empty((total, *run.data.shape), dtype=np.float32)
-    for start in range(0, total, batch_size):
-        chunk = seed_arr[start : start + batch_size].tolist()
-        with torch.no_grad():
-            x = trainer.sample(chunk, sample_steps=sample_steps, truncation=truncation)
-        out[start : start + len(chunk)] = codec.decode(x.float().cpu().numpy())
+    starts = range(0, total, batch_size)
+    world, me = distributed.world_size(), distributed.rank()
+    done = 0
+    for first in range(0, len(starts), world):  # one batch per rank per round, gathered in batch order
+        mine = first + me
+
+        def make(mine: int = mine) -> np.ndarray | None:
+            if mine >= len(starts):
+                return None
+            chunk = seed_arr[starts[mine] : starts[mine] + batch_size].tolist()
+            with torch.no_grad():
+                x = trainer.sample(chunk, sample_steps=sample_steps, truncation=truncation)
+            return codec.decode(x.float().cpu().numpy())
+
+        for b, images in enumerate(distributed.gather_checked(make), start=first):
+            if images is not None:
+                out[starts[b] : starts[b] + len(images)] = images
+                done += len(images)
         if progress is not None:
-            progress("sample", start + len(chunk), total)
+            progress("sample", done, total)
     kind = str(run.config.kind)
     generator_meta = {
         "kind": kind,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthgate.generators import augment
+from synthgate.generators import augment, replicas
 from synthgate.generators.config import DiffusionConfig, GeneratorKind, StyleGAN2Config, TrainConfig
 from synthgate.generators.diffusion import alphas_cumprod, build_unet, ddim_sample, training_loss
 from synthgate.generators.stylegan2 import Discriminator, Generator
@@ -77,6 +77,7 @@ class DiffusionTrainer(_Base):
             out = training_loss(self.model, batch, self.abar, self.mcfg.prediction, gen)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        replicas.average_gradients(self.model.parameters())
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         ema_update(self.ema, self.model, ema_decay_at(self.cfg.ema_decay, step))
@@ -160,6 +161,7 @@ class StyleGAN2Trainer(_Base):
         total_d = loss_d.float() + r1 * (self.mcfg.r1_gamma / 2 * self.mcfg.r1_every)
         self.opt_d.zero_grad(set_to_none=True)
         total_d.backward()
+        replicas.average_gradients(self.D.parameters())
         self.opt_d.step()
         # generator
         self.D.requires_grad_(False)
@@ -168,7 +170,9 @@ class StyleGAN2Trainer(_Base):
             loss_g = F.softplus(-self.D(self._aug(fake.float(), gen))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.float().backward()
+        replicas.average_gradients(self.G.parameters())
         self.opt_g.step()
+        replicas.average_buffers(self.G)  # w_avg tracks each rank's latents: the global batch's mean
         ema_update(self.G_ema, self.G, ema_decay_at(self.cfg.ema_decay, step))
         return {"loss_g": float(loss_g.detach()), "loss_d": float(loss_d.detach()), "r1": float(r1.detach())}
 

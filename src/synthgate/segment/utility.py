@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from synthgate import distributed
 from synthgate.data.imageset import ImageSet, check_compatible
 from synthgate.data.labels import REGIONS
 from synthgate.data.manifest import binding_json
@@ -190,6 +191,32 @@ def _check_inputs(synthetic: ImageSet | None, real_train: ImageSet, real_test: I
     check_size(net, *real_test.shape[1:])
 
 
+def _run_one(
+    data: SegmentationData,
+    real_test: ImageSet,
+    config: UtilityConfig,
+    seed: int,
+    device: str,
+    tick: Progress,
+) -> tuple[SeedRun, list[SubjectDice]]:
+    """Train one network of one mode and seed; test it per real test subject (real subject ids)."""
+    trained = train_segmenter(data, config.train, seed=seed, device=device, progress=tick)
+    dice = evaluate_subjects(trained.model, real_test, device, config.eval_batch_size, check_labels=False)
+    mean = {r: float(np.mean([d.dice[r] for d in dice])) for r in REGIONS}
+    run = SeedRun(
+        seed,
+        mean,
+        trained.best_epoch,
+        trained.best_val_dice,
+        trained.n_train,
+        trained.n_val,
+        trained.val_split,
+        trained.seconds,
+        trained.slices_per_second,
+    )
+    return run, dice
+
+
 def run_utility(
     synthetic: ImageSet | None,
     real_train: ImageSet,
@@ -206,7 +233,11 @@ def run_utility(
         real_test: labelled real test slices of subjects disjoint from ``real_train``.
         config: settings (default: the ``quick`` preset).
         device: where networks train and predict.
-        progress: called as ``progress("utility", epochs done, epochs in total)`` over all modes and seeds.
+        progress: called as ``progress("utility", epochs done, epochs in total)`` over all modes and seeds (of
+            this rank).
+
+    Under a torch.distributed process group the (mode, seed) networks are spread over the ranks and every
+    rank returns the same result, equal to a single process's with the same seeds.
 
     Returns:
         Dice per subject, mean and sd per mode and region, and the synthetic/real and mixed/real ratios.
@@ -227,38 +258,33 @@ def run_utility(
     if synthetic is not None and config.mode in (Mode.MIXED, Mode.ALL):
         sources["mixed"] = SegmentationData((synthetic, real_train), ("synthetic", "real"), check_labels=False)
     opaque = {sub: f"S{i + 1:02d}" for i, sub in enumerate(real_test.subject_ids)}
-    total = len(sources) * len(config.seeds) * config.train.epochs
-    done = 0
-    modes: dict[str, ModeResult] = {}
-    for name, data in sources.items():
-        runs: list[SeedRun] = []
-        rows: list[tuple[int, SubjectDice]] = []
-        for seed in config.seeds:
+    jobs = [(name, seed) for name in sources for seed in config.seeds]
+    mine = distributed.shard(len(jobs))  # every (mode, seed) network is independent: spread over ranks
+    total = len(mine) * config.train.epochs
 
-            def tick(_stage: str, epoch: int, _epochs: int, base: int = done) -> None:
+    def run_mine() -> dict[int, tuple[SeedRun, list[SubjectDice]]]:
+        done: dict[int, tuple[SeedRun, list[SubjectDice]]] = {}
+        for k, job in enumerate(mine):
+
+            def tick(_stage: str, epoch: int, _epochs: int, base: int = k * config.train.epochs) -> None:
                 if progress is not None:
                     progress("utility", base + epoch, total)
 
-            trained = train_segmenter(data, config.train, seed=seed, device=device, progress=tick)
-            done += config.train.epochs
-            dice = evaluate_subjects(trained.model, real_test, device, config.eval_batch_size, check_labels=False)
-            dice = [replace(d, subject=opaque[d.subject]) for d in dice]
-            rows.extend((seed, d) for d in dice)
-            mean = {r: float(np.mean([d.dice[r] for d in dice])) for r in REGIONS}
-            runs.append(
-                SeedRun(
-                    seed,
-                    mean,
-                    trained.best_epoch,
-                    trained.best_val_dice,
-                    trained.n_train,
-                    trained.n_val,
-                    trained.val_split,
-                    trained.seconds,
-                    trained.slices_per_second,
-                )
-            )
-            logger.info("%s seed %d: %s", name, seed, mean)
+            name, seed = jobs[job]
+            done[job] = _run_one(sources[name], real_test, config, seed, device, tick)
+            logger.info("%s seed %d: %s", name, seed, done[job][0].mean)
+        return done
+
+    finished = {job: run for part in distributed.gather_checked(run_mine) for job, run in part.items()}
+    modes: dict[str, ModeResult] = {}
+    for name in sources:
+        runs: list[SeedRun] = []
+        rows: list[tuple[int, SubjectDice]] = []
+        for job, (job_name, seed) in enumerate(jobs):
+            if job_name == name:
+                run, dice = finished[job]
+                runs.append(run)
+                rows.extend((seed, replace(d, subject=opaque[d.subject])) for d in dice)
         modes[name] = _summarise(name, runs, rows)
     counts = {
         "real_train": len(real_train),
