@@ -188,6 +188,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
     # trained 2 of 3 steps on one process; the 2-rank launch resumes it
     one_rank = tiny_config("diffusion", steps=3, batch_size=2)
     train_generator(one_rank, generator_data, root / "resume-on-2", max_steps=2)  # type: ignore[arg-type]
+    # a finished one-process run that the 2-rank launch replaces (--overwrite), then extends (--resume --steps)
+    train_generator(tiny_config("diffusion", steps=1), generator_data, root / "overwrite-on-2")  # type: ignore[arg-type]
     audit_train = blob_set(blob_images(24, size=48, seed=1), "tr")
     copies, _ = plant_copies(audit_train, 2, seed=0)  # every kind of copy, twice
     return {
@@ -200,6 +202,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
         "diffusion_config": configs["diffusion"],
         "stylegan2_config": configs["stylegan2"],
         "resume_on_2": root / "resume-on-2",
+        "overwrite_on_2": root / "overwrite-on-2",
         "synthetic": write_store(make_tumour_set(2, 4, 32, seed=1, prefix="gen"), root / "syn"),
         "train": write_store(make_tumour_set(2, 4, 32, seed=2, prefix="tr"), root / "train"),
         "test": write_store(make_tumour_set(2, 4, 32, seed=3, prefix="te"), root / "test"),
@@ -226,6 +229,9 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
         _train_args(inputs, "diffusion", root / "diffusion", "--max-steps", "2"),
         _train_args(inputs, "stylegan2", root / "stylegan2"),
         _train_args(inputs, "diffusion", inputs["resume_on_2"], "--resume"),
+        _train_args(inputs, "diffusion", inputs["overwrite_on_2"], "--max-steps", "2", "--overwrite"),
+        _train_args(inputs, "diffusion", inputs["overwrite_on_2"], "--resume", "--steps", "4"),
+        _train_args(inputs, "diffusion", inputs["overwrite_on_2"]),  # exists, no --overwrite: exit 2 on both
     ]
     plan = root / "plan.json"
     plan.write_text(json.dumps({"commands": commands}))
@@ -238,7 +244,7 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 def test_two_ranks_ran_every_command_and_agree_on_failures(two_ranks: dict[str, Any]) -> None:
     r0, r1 = two_ranks["ranks"]
     assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
-    assert r0["codes"] == r1["codes"] == [0] * len(r0["codes"]), two_ranks["log"][-3000:]
+    assert r0["codes"] == r1["codes"] == [0] * (len(r0["codes"]) - 1) + [2], two_ranks["log"][-3000:]
     assert r0["gathered"] == r1["gathered"] == [0, 10]
     assert r1["agreement"] == {"raised": "InputError", "code": 5, "message": "rank one's input is bad"}
     assert r0["agreement"] == {"raised": "RankFailed", "code": 5, "message": "rank 1: rank one's input is bad"}
@@ -312,6 +318,16 @@ def _assert_trained_on_two_ranks(run: Path, steps: int, position: int) -> None:
 def test_generator_trains_on_two_ranks_with_equal_replicas(two_ranks: dict[str, Any], kind: str) -> None:
     steps = 2 if kind == "diffusion" else 3
     _assert_trained_on_two_ranks(two_ranks["root"] / kind, steps, steps * 2 * 2)
+
+
+def test_two_ranks_overwrite_a_run_atomically_and_extend_it(two_ranks: dict[str, Any], inputs: dict[str, Path]) -> None:
+    """Rank 0 trains into the temporary folder that replaces the one-process run, then --resume --steps 4
+    extends it; the refused third launch (no --overwrite) changes nothing and leaves nothing behind."""
+    run = inputs["overwrite_on_2"]
+    _assert_trained_on_two_ranks(run, 4, 4 * 2 * 2)
+    assert json.loads((run / "config.json").read_text())["steps"] == 4
+    assert (run / "training_images.csv").exists() and (run / "versions.json").exists()
+    assert [p.name for p in run.parent.iterdir() if p.name.startswith(".")] == []  # no temporary, no .old
 
 
 def test_a_two_rank_run_resumes_on_one_and_the_reverse(
