@@ -17,6 +17,7 @@ import torch
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import runs
+from synthgate.generators.batches import BatchPrefetcher
 from synthgate.generators.config import DiffusionConfig, GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
 from synthgate.generators.presets import preset
@@ -30,7 +31,8 @@ GRID_SEEDS = tuple(range(8))
 
 @dataclass(frozen=True)
 class TrainProgress:
-    """Reported after every step to the ``progress`` callback."""
+    """Reported after every step to the ``progress`` callback; ``losses`` are those of the last logged step
+    (reading them every step would make the host wait for the device)."""
 
     step: int
     total: int
@@ -210,29 +212,31 @@ def train_generator(
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
-    while step < total:
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-        batch = codec.encode(data.read_rows(chosen[idx]))
-        losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
-        step += 1
-        elapsed = time.perf_counter() - t0
-        ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
-        if step % cfg.log_every == 0 or step == total:
-            runs.append_log(
-                out / runs.LOG,
-                {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
-            )
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _checkpoint(out, trainer, gen, step)
-        if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
-            grids.append(_grid(out, trainer, spec, step))
-        if progress is not None:
-            progress(TrainProgress(step, total, losses, ips, elapsed))
-        if max_time is not None and elapsed >= max_time and step < total:
-            stopped_by = "max_time"
-            break
+    with BatchPrefetcher(data, chosen, codec, cfg.batch_size, cfg.seed, start, device) as batches:
+        while step < total:
+            pending = trainer.step(batches.next(), gen, step)  # stays on the device: no sync per step
+            step += 1
+            elapsed = time.perf_counter() - t0
+            ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
+            logged = step % cfg.log_every == 0 or step == total
+            checkpoint = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
+            if logged or checkpoint:
+                losses = _read_losses(pending, step)
+            if logged:
+                runs.append_log(
+                    out / runs.LOG,
+                    {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
+                )
+            if checkpoint:
+                _checkpoint(out, trainer, gen, step)
+            if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
+                grids.append(_grid(out, trainer, spec, step))
+            if progress is not None:
+                progress(TrainProgress(step, total, losses, ips, elapsed))
+            if max_time is not None and elapsed >= max_time and step < total:
+                stopped_by = "max_time"
+                break
+    losses = _read_losses(pending, step) if step > start else losses
     if step > start or not (out / runs.CHECKPOINT).exists():
         _checkpoint(out, trainer, gen, step)
         grids.append(_grid(out, trainer, spec, step))
@@ -252,6 +256,15 @@ def train_generator(
         grids=tuple(grids),
         n_train=n_train,
     )
+
+
+def _read_losses(pending: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The losses of a step as floats (one read from the device); a non-finite loss stops the run."""
+    values = torch.stack([v.float() for v in pending.values()]).tolist() if pending else []
+    losses = dict(zip(pending, values, strict=True))
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"training diverged by step {step} (losses {losses}); lower --lr")
+    return losses
 
 
 def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
