@@ -30,7 +30,7 @@ import torch
 from synthgate.flops import count_flops, mfu, peak_flops
 from synthgate.generators import GeneratorKind, Preset, preset
 from synthgate.generators.config import StyleGAN2Config
-from synthgate.generators.trainers import make_trainer
+from synthgate.generators.registry import build_trainer
 
 
 def _sync(device: str) -> None:
@@ -42,7 +42,7 @@ def measure(
     kind: GeneratorKind, name: Preset, size: int, args: argparse.Namespace, bf16: bool, peak: float | None
 ) -> dict:
     cfg = replace(preset(kind, name), batch_size=args.batch_size, bf16=bf16)
-    trainer = make_trainer(cfg, (5, size, size), args.device)
+    trainer = build_trainer(cfg, (5, size, size), args.device)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand((args.batch_size, 5, size, size), generator=gen) * 2 - 1).to(args.device)
     trainer.step(x, gen, 1)  # warm-up (a step without R1)
