@@ -155,6 +155,8 @@ def test_compile_option_wraps_the_networks_but_not_their_state(kind):
         assert getattr(eager, name).__class__.__name__ != "OptimizedModule"
         assert getattr(compiled, name).__class__.__name__ == "OptimizedModule"
     assert eager.state_dict().keys() == compiled.state_dict().keys()  # checkpoints do not depend on --compile
+    opts = [eager.opt] if kind == "diffusion" else [eager.opt_g, eager.opt_d]
+    assert all(o.param_groups[0]["fused"] for o in opts)  # torch has a fused Adam for the CPU too
     _assert_same_state(eager.state_dict(), compiled.state_dict())
 
 

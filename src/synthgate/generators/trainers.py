@@ -39,16 +39,15 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 def adam(
     params: Sequence[nn.Parameter] | Any,
     lr: float,
-    device: torch.device,
     betas: tuple[float, float] = (0.9, 0.999),
     weight_decay: float = 0.0,
 ) -> torch.optim.AdamW:
-    """AdamW (Adam when ``weight_decay`` is 0) as one fused kernel where the device has it, else the
-    multi-tensor (foreach) implementation."""
+    """AdamW (Adam when ``weight_decay`` is 0) as one fused kernel where torch has one for the device (CUDA,
+    and the CPU: there 2-5x faster than the multi-tensor version), else the multi-tensor (foreach) version."""
     params = list(params)
     try:
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=device.type == "cuda")
-    except RuntimeError:  # fused not supported for this device or dtype
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device or dtype
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
@@ -106,7 +105,7 @@ class DiffusionTrainer(_Base):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = _frozen_copy(self.model)
-        self.opt = adam(self.model.parameters(), cfg.lr, self.device)
+        self.opt = adam(self.model.parameters(), cfg.lr)
         self.abar = alphas_cumprod(self.mcfg.schedule, self.mcfg.timesteps).to(self.device)
         self._forward = self._compiled(self.model)
 
@@ -171,8 +170,8 @@ class StyleGAN2Trainer(_Base):
             self.D.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.G_ema = _frozen_copy(self.G)
         betas = (0.0, 0.99)
-        self.opt_g = adam(self.G.parameters(), cfg.lr, self.device, betas=betas)
-        self.opt_d = adam(self.D.parameters(), cfg.lr, self.device, betas=betas)
+        self.opt_g = adam(self.G.parameters(), cfg.lr, betas=betas)
+        self.opt_d = adam(self.D.parameters(), cfg.lr, betas=betas)
         self._G, self._D = self._compiled(self.G), self._compiled(self.D)  # R1's double backward uses self.D
 
     def _z(self, n: int, gen: torch.Generator) -> torch.Tensor:
