@@ -1,8 +1,10 @@
 """What differs between generator kinds: one optimisation step, the EMA weights, checkpoint state, sampling.
 
 A trainer owns its networks and optimisers; the kind-independent loop in :mod:`synthgate.generators.loop` feeds it
-batches in [-1, 1] and a CPU ``torch.Generator`` that supplies every random draw (so runs resume exactly). The
-registry (:mod:`synthgate.generators.registry`) names each kind's trainer class.
+batches in [-1, 1] and the run's CPU ``torch.Generator``; one draw from it per step seeds the trainer's generator
+on the device, which draws the step's noise (so runs resume exactly and nothing is sampled on the host). A step
+returns its losses as device tensors and never waits for the device; the loop reads them every ``log_every``
+steps. The registry (:mod:`synthgate.generators.registry`) names each kind's trainer class.
 """
 
 from __future__ import annotations
