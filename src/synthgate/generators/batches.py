@@ -23,7 +23,7 @@ from synthgate.generators.codec import ChannelCodec
 
 def step_rows(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
     """Positions (in ``0..n-1``) of the images in step ``step``'s batch: uniform, with replacement."""
-    return np.random.default_rng([seed, step]).integers(0, n, batch_size)
+    return np.random.default_rng([seed % 2**64, step]).integers(0, n, batch_size)  # a negative seed too
 
 
 class BatchPrefetcher:
