@@ -60,7 +60,7 @@ def test_pixel_only_search_misses_shifted_copies(train_set: ImageSet, holdout_se
 
 
 def test_scores_are_the_exact_pixel_top1_without_transforms(train_set: ImageSet, unseen_set: ImageSet) -> None:
-    from synthgate.audit.features import pearson_reference
+    from .reference import pearson_reference
 
     res = run_memorization_audit(train_set, unseen_set, None, MemorizationConfig(transforms=(), threshold=0.9))
     ch = train_set.image_channels

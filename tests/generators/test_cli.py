@@ -7,13 +7,14 @@ from typer.testing import CliRunner
 
 from synthgate.cli import app
 from synthgate.data.store import read_store, write_store
-from tests.generators.conftest import make_set, tiny_config
+from tests.generators.conftest import tiny_config
+from tests.sets import make_set
 
 runner = CliRunner()
 
 
 def _setup(tmp_path, kind="diffusion", steps=3):
-    store = write_store(make_set(n=4, size=16), tmp_path / "store")
+    store = write_store(make_set(n=4, size=16, pattern="brain"), tmp_path / "store")
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(tiny_config(kind, steps=steps).to_json()))
     return store, cfg

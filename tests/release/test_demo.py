@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import synthgate.release.demo as demo_mod
 from synthgate.cli import app
+from synthgate.errors import UsageError
 from synthgate.release.demo import DemoConfig, run_demo
 
 TOY = {
@@ -33,11 +34,11 @@ def test_missing_stages_are_reported_not_faked(tmp_path: Path, monkeypatch: pyte
     saved = json.loads((tmp_path / "d" / "demo.json").read_text())
     assert saved["decision"] == "incomplete" and saved["missing_stages"] == list(res.missing)
     assert not (tmp_path / "d" / "bundle").exists()
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(UsageError, match="already exists"):
         run_demo(tmp_path / "d", DemoConfig(**TOY))  # type: ignore[arg-type]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "thesis.tex").write_text("x")
-    with pytest.raises(Exception, match="not a synthgate demo folder"):
+    with pytest.raises(UsageError, match="not a synthgate demo folder"):
         run_demo(tmp_path / "other", DemoConfig(**TOY), overwrite=True)  # type: ignore[arg-type]
     assert (tmp_path / "other" / "thesis.tex").is_file()
 

@@ -102,12 +102,6 @@ def pearson_features(
     return Features(vectors=x.reshape(n, -1).numpy(), valid=valid.numpy())
 
 
-def pearson_reference(a: np.ndarray, b: np.ndarray, channels: Sequence[int]) -> float:
-    """Channel-averaged Pearson r of two C x H x W images by the textbook formula (for tests)."""
-    rs = [float(np.corrcoef(a[c].ravel(), b[c].ravel())[0, 1]) for c in channels]
-    return float(np.mean(rs))
-
-
 def hflip(block: np.ndarray) -> np.ndarray:
     """Mirror n x C x H x W images left-right (the StyleGAN mirror augmentation)."""
     return np.ascontiguousarray(block[..., ::-1])

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
+from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+from synthgate.audit.report import summary_json, write_audit_outputs
 from synthgate.audit.search import Backend, resolve_backend
-from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     ALL_TRANSFORMS,
@@ -22,9 +23,9 @@ from synthgate.cli.options import (
     Overwrite,
     TransformsOpt,
 )
+from synthgate.data.readers import load_set
 
 
-@app.command("memorization")
 @handle_errors
 def memorization(
     train: Annotated[Path, typer.Option("--train", help="Training set (slice store, image folder or BraTS folder).")],
@@ -48,9 +49,6 @@ def memorization(
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
     matches.csv, summary.json, report.html."""
-    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
-    from synthgate.audit.report import summary_json, write_audit_outputs
-    from synthgate.data.readers import load_set
 
     dev = resolve_device(device)
     be = resolve_backend(backend, dev)
@@ -60,9 +58,8 @@ def memorization(
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)
-    with progress_bar("memorization audit") as advance:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config,
-                                        progress=lambda stage, d, t: advance(d, t, rate=stage))
+    with progress_bar("memorization audit") as progress:
+        result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
     write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
     if json_out:
         print_json(summary_json(result))

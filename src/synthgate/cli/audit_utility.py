@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from synthgate.atomic import check_target
-from synthgate.cli.audit import app
-from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
+from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
+from synthgate.data.readers import load_set
 from synthgate.segment.models import Net
-from synthgate.segment.utility import Mode, UtilityPreset
+from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
+from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset, run_utility
 
 
-@app.command("utility")
 @handle_errors
 def utility(
     real_train: Annotated[Path, typer.Option("--real-train", help="Real training set (store or folder).")],
@@ -58,10 +58,6 @@ def utility(
 ) -> None:
     """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
     utility.json, utility.png and the report fragment to --out."""
-    from synthgate.cli.common import resolve_device
-    from synthgate.data.readers import load_set
-    from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
-    from synthgate.segment.utility import UtilityConfig, run_utility
 
     check_target(out_dir, overwrite)  # before hours of training, not after
     config = UtilityConfig.preset(
@@ -82,8 +78,8 @@ def utility(
         torch.set_num_threads(threads)
     syn = None if synthetic is None else load_set(synthetic)
     train, test = load_set(real_train), load_set(real_test)
-    with progress_bar("utility: training epochs") as advance:
-        result = run_utility(syn, train, test, config, device=dev, progress=lambda d, t: advance(d, total=t))
+    with progress_bar("utility: training epochs") as progress:
+        result = run_utility(syn, train, test, config, device=dev, progress=progress)
     write_utility_outputs(result, out_dir, overwrite=overwrite)
     if as_json:
         print_json(utility_json(result))

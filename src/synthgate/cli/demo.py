@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synthgate.cli.common import handle_errors, out, print_json, say
+from synthgate.cli.common import handle_errors, out, print_json, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
 from synthgate.errors import IntegrityError
 from synthgate.release.demo import Scenario
@@ -42,7 +42,6 @@ def register(app: typer.Typer) -> None:
         Exits 0 when the flow completes, whether the gate releases or refuses (the decision is printed and in
         demo.json); 4 when the released bundle fails verification.
         """
-        from synthgate.cli.common import resolve_device
         from synthgate.release.demo import DemoConfig, run_demo
 
         dev = resolve_device(device)

@@ -11,10 +11,13 @@ import typer
 from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, DtypeOpt, Json, Out, Overwrite
-from synthgate.data.store import StoreDtype
+from synthgate.data.readers import load_set
+from synthgate.data.store import StoreDtype, write_store
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.presets import Preset
+from synthgate.generators.registry import preset
+from synthgate.generators.runs import open_run
 
 app = typer.Typer(
     help="Train a diffusion model or a StyleGAN2-class GAN on a slice store, and sample synthetic stores.",
@@ -24,7 +27,6 @@ app = typer.Typer(
 
 
 def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> TrainConfig:
-    from synthgate.generators.registry import preset
 
     if config_file is None:
         return preset(kind, preset_name)
@@ -63,26 +65,19 @@ def train(
 ) -> None:
     """Train a generator; writes the run directory --out: config.json, checkpoint.pt, log.jsonl, PNG sample
     grids."""
-    from synthgate.data.readers import load_set
-    from synthgate.generators.loop import TrainProgress, train_generator
+    from synthgate.generators.loop import train_generator
 
     dev = resolve_device(device)
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images, compile=compile_nets or None
     )
     if resume:
-        from synthgate.generators.runs import open_run
 
         cfg = open_run(run_out).config  # a resumed run keeps its own configuration
     if cfg.kind is not kind:
         raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     s = load_set(data)
-    with progress_bar(f"training {kind}", total=max_steps or cfg.steps) as advance:
-
-        def report(p: TrainProgress) -> None:
-            loss = next(iter(p.losses.values()), float("nan"))
-            advance(p.step, total=p.total, rate=f"{p.images_per_s:.1f} img/s  loss {loss:.4f}")
-
+    with progress_bar(f"training {kind}") as progress:
         result = train_generator(
             cfg,
             s,
@@ -91,7 +86,7 @@ def train(
             max_steps=max_steps,
             max_time=max_time,
             resume=resume,
-            progress=report,
+            progress=progress,
             overwrite=overwrite,
         )
     summary = {
@@ -139,12 +134,11 @@ def sample(
     as_json: Json = False,
 ) -> None:
     """Sample a synthetic slice store at --out (per-sample seeds in its index) from a trained run."""
-    from synthgate.data.store import write_store
     from synthgate.generators.sample import sample_generator
 
     dev = resolve_device(device)
     check_target(store_out, overwrite)
-    with progress_bar("sampling", total=n) as advance:
+    with progress_bar("sampling") as progress:
         s = sample_generator(
             run,
             n,
@@ -153,7 +147,7 @@ def sample(
             batch_size=batch_size,
             sample_steps=sample_steps,
             truncation=truncation,
-            progress=lambda done, total: advance(done, total=total),
+            progress=progress,
         )
     path = write_store(s, store_out, dtype=dtype, overwrite=overwrite)
     if as_json:

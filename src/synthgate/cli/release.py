@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -11,11 +11,13 @@ from rich.text import Text
 from synthgate.atomic import check_target
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
 from synthgate.cli.options import Json, Out, Overwrite
+from synthgate.data.readers import load_set
 from synthgate.errors import IntegrityError, UsageError
-
-if TYPE_CHECKING:
-    from synthgate.release.gate import GateDecision
-    from synthgate.release.verify import VerifyResult
+from synthgate.release.bundle import build_release
+from synthgate.release.gate import GateDecision, ReleaseRefused
+from synthgate.release.policy import ReleasePolicy, load_policy, write_policy_template
+from synthgate.release.publish import publish_bundle
+from synthgate.release.verify import VerifyResult, verify_bundle
 
 app = typer.Typer(
     help="Gate a synthetic set on its audits and write, verify and publish the release bundle.",
@@ -55,7 +57,6 @@ def policy(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --init file.")] = False,
 ) -> None:
     """Write the default release policy, or check one."""
-    from synthgate.release.policy import load_policy, write_policy_template
 
     if (init is None) == (check is None):
         raise UsageError("give exactly one of --init FILE (write the defaults) or --check FILE")
@@ -82,10 +83,6 @@ def build(
 ) -> None:
     """Evaluate the gate; on a pass write the bundle (a BagIt bag) at --out, on a refusal exit 3 with every
     failing check."""
-    from synthgate.data.readers import load_set
-    from synthgate.release.bundle import build_release
-    from synthgate.release.gate import ReleaseRefused
-    from synthgate.release.policy import ReleasePolicy, load_policy
 
     check_target(out_dir, overwrite)
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
@@ -118,8 +115,6 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Check a bundle: BagIt checksums, HF round trip, NIfTI geometry, and with --train a re-audit (exit 4)."""
-    from synthgate.data.readers import load_set
-    from synthgate.release.verify import verify_bundle
 
     tr = load_set(train) if train is not None else None
     result = verify_bundle(bundle, train=tr)
@@ -144,7 +139,6 @@ def publish(
     ] = None,
 ) -> None:
     """Verify the bundle, then upload its payload to a Hugging Face dataset repository."""
-    from synthgate.release.publish import publish_bundle
 
     result = publish_bundle(bundle, repo_id, private=private, token=token)
     say(f"published {result.verification.n_images} images to {result.url}", to=out)

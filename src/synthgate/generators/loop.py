@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,22 +24,11 @@ from synthgate.generators.grid import save_grid
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.trainers import Trainer
+from synthgate.runtime import Progress
 
 logger = logging.getLogger(__name__)
 
 GRID_SEEDS = tuple(range(8))
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """Reported after every step to the ``progress`` callback; ``losses`` are those of the last logged step
-    (reading them every step would make the host wait for the device)."""
-
-    step: int
-    total: int
-    losses: dict[str, float]
-    images_per_s: float
-    elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -129,7 +117,7 @@ def train_generator(
     max_steps: int | None = None,
     max_time: float | None = None,
     resume: bool = False,
-    progress: Callable[[TrainProgress], None] | None = None,
+    progress: Progress | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
@@ -143,7 +131,7 @@ def train_generator(
         max_steps: stop once this many steps (in total, resumed steps included) are done.
         max_time: stop after this many seconds of this call.
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
-        progress: called after every step.
+        progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
         overwrite: replace an existing run directory.
 
     Returns:
@@ -220,7 +208,7 @@ def train_generator(
             if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
                 grids.append(_grid(out, trainer, spec, step))
             if progress is not None:
-                progress(TrainProgress(step, total, losses, ips, elapsed))
+                progress("train", step, total)
             if max_time is not None and elapsed >= max_time and step < total:
                 stopped_by = "max_time"
                 break

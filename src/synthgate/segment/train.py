@@ -12,13 +12,13 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from synthgate.errors import UsageError
+from synthgate.runtime import Progress
 from synthgate.segment.augment import AugmentSpec, BatchAugment
 from synthgate.segment.data import SegmentationData
 from synthgate.segment.evaluate import dice_from_counts, predict_masks
@@ -137,7 +137,7 @@ def train_segmenter(
     config: SegmentTrainConfig,
     seed: int = 0,
     device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train ``config.net`` on ``data`` and return it with the best validation checkpoint loaded.
 
@@ -146,7 +146,7 @@ def train_segmenter(
         config: training settings.
         seed: seeds the weights, the split, the batch order and the augmentations.
         device: where the network trains.
-        progress: called with ``(epochs done, epochs)`` after each epoch.
+        progress: called as ``progress("segment", epochs done, epochs)`` after each epoch.
 
     Raises:
         UsageError: the images do not fit the network.
@@ -210,7 +210,7 @@ def train_segmenter(
         history.append(row)
         logger.debug("epoch %d: %s", epoch, row)
         if progress is not None:
-            progress(epoch, config.epochs)
+            progress("segment", epoch, config.epochs)
     seconds = time.perf_counter() - t0
     best_epoch, best_val = config.epochs, None
     if best is not None:
