@@ -9,7 +9,7 @@ import torch
 from synthgate.data.store import read_store, write_store
 from synthgate.generators.batches import BatchPrefetcher, step_rows
 from synthgate.generators.runs import DataSpec
-from tests.generators.conftest import make_set
+from tests.sets import make_set
 
 
 def _spec(s) -> DataSpec:  # type: ignore[no-untyped-def]
