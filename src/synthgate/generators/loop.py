@@ -18,6 +18,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import runs
+from synthgate.generators.batches import BatchPrefetcher
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
 from synthgate.generators.memory import check_batch_fits
@@ -219,29 +220,31 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
-    while step < total:
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-        batch = codec.encode(data.read_rows(chosen[idx]))
-        losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
-        step += 1
-        elapsed = time.perf_counter() - t0
-        ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
-        if step % cfg.log_every == 0 or step == total:
-            runs.append_log(
-                work / runs.LOG,
-                {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
-            )
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _checkpoint(work, trainer, gen, step)
-        if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
-            grids.append(_grid(work, trainer, spec, step))
-        if progress is not None:
-            progress("train", step, total)
-        if max_time is not None and elapsed >= max_time and step < total:
-            stopped_by = "max_time"
-            break
+    with BatchPrefetcher(data, chosen, codec, cfg.batch_size, cfg.seed, start, device) as batches:
+        while step < total:
+            pending = trainer.step(batches.next(), gen, step)  # stays on the device: no sync per step
+            step += 1
+            elapsed = time.perf_counter() - t0
+            ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
+            logged = step % cfg.log_every == 0 or step == total
+            checkpoint = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
+            if logged or checkpoint:
+                losses = _read_losses(pending, step)
+            if logged:
+                runs.append_log(
+                    work / runs.LOG,
+                    {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
+                )
+            if checkpoint:
+                _checkpoint(work, trainer, gen, step)
+            if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
+                grids.append(_grid(work, trainer, spec, step))
+            if progress is not None:
+                progress("train", step, total)
+            if max_time is not None and elapsed >= max_time and step < total:
+                stopped_by = "max_time"
+                break
+    losses = _read_losses(pending, step) if step > start else losses
     if step > start or not (work / runs.CHECKPOINT).exists():
         _checkpoint(work, trainer, gen, step)
         grids.append(_grid(work, trainer, spec, step))
@@ -261,6 +264,15 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
         grids=tuple(out / g.relative_to(work) for g in grids),
         n_train=n_train,
     )
+
+
+def _read_losses(pending: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The losses of a step as floats (one read from the device); a non-finite loss stops the run."""
+    values = torch.stack([v.float() for v in pending.values()]).tolist() if pending else []
+    losses = dict(zip(pending, values, strict=True))
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"training diverged by step {step} (losses {losses}); lower --lr")
+    return losses
 
 
 def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
