@@ -62,6 +62,9 @@ def train(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in total.")] = None,
     max_time: Annotated[float | None, typer.Option("--max-time", help="Stop after this many seconds.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run at --out from its checkpoint.")] = False,
+    compile_nets: Annotated[
+        bool, typer.Option("--compile", help="Run the networks through torch.compile (pays on a GPU in long runs).")
+    ] = False,
     overwrite: Overwrite = False,
     device: DeviceOpt = Device.AUTO,
     as_json: Json = False,
@@ -72,7 +75,7 @@ def train(
 
     dev = resolve_device(device)
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
-        steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images, compile=compile_nets or None
     )
     if resume:
         own = cast(TrainConfig, broadcast(on_main(lambda: open_run(run_out).config)))  # rank 0 reads the run

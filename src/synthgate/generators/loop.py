@@ -21,6 +21,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import replicas, runs
+from synthgate.generators.batches import BatchPrefetcher
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
 from synthgate.generators.memory import check_batch_fits
@@ -255,33 +256,40 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
-    while step < total:
-        rows = chosen[stream.rank_batch(position, cfg.batch_size, rank)]
-        batch = torch.from_numpy(codec.encode(data.read_rows(rows))).to(device)
-        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
-        losses = replicas.average_values(trainer.step(batch, gen, step))
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
-        step += 1
-        position += cfg.batch_size * world
-        elapsed = time.perf_counter() - t0
-        ips = (step - start) * cfg.batch_size * world / max(elapsed, 1e-9)
-        if distributed.is_main() and (step % cfg.log_every == 0 or step == total):
-            runs.append_log(
-                work / runs.LOG,
-                {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
-            )
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            replicas.save(work, trainer.state_dict(), step, position)
-        if cfg.grid_every and step % cfg.grid_every == 0 and step < total and distributed.is_main():
-            grids.append(_grid(work, trainer, spec, step))
-        if progress is not None:
-            progress("train", step, total)
-        if max_time is not None and step < total and replicas.any_rank(elapsed >= max_time):
-            stopped_by = "max_time"
-            break
+    global_batch = cfg.batch_size * world
+
+    def rows(s: int) -> np.ndarray:  # this rank's slice of step s's global batch in the epoch stream
+        return stream.rank_batch(position + (s - start) * global_batch, cfg.batch_size, rank)
+
+    pending: dict[str, torch.Tensor] = {}
+    with BatchPrefetcher(data, chosen, codec, cfg.batch_size, cfg.seed, start, device, rows=rows) as batches:
+        while step < total:
+            gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
+            pending = trainer.step(batches.next(), gen, step)  # stays on the device: no sync per step
+            step += 1
+            elapsed = time.perf_counter() - t0
+            ips = (step - start) * global_batch / max(elapsed, 1e-9)
+            logged = step % cfg.log_every == 0 or step == total
+            checkpoint = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
+            if logged or checkpoint:
+                losses = _read_losses(pending, step)
+            if logged and distributed.is_main():
+                runs.append_log(
+                    work / runs.LOG,
+                    {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
+                )
+            if checkpoint:
+                replicas.save(work, trainer.state_dict(), step, position + (step - start) * global_batch)
+            if cfg.grid_every and step % cfg.grid_every == 0 and step < total and distributed.is_main():
+                grids.append(_grid(work, trainer, spec, step))
+            if progress is not None:
+                progress("train", step, total)
+            if max_time is not None and step < total and replicas.any_rank(elapsed >= max_time):
+                stopped_by = "max_time"
+                break
+    losses = _read_losses(pending, step) if step > start else losses
     if step > start or not distributed.broadcast(distributed.on_main((work / runs.CHECKPOINT).exists)):
-        replicas.save(work, trainer.state_dict(), step, position)
+        replicas.save(work, trainer.state_dict(), step, position + (step - start) * global_batch)
         if distributed.is_main():
             grids.append(_grid(work, trainer, spec, step))
     elapsed = time.perf_counter() - t0
@@ -300,6 +308,16 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
         grids=tuple(out / g.relative_to(work) for g in grids),
         n_train=n_train,
     )
+
+
+def _read_losses(pending: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The losses of a step as floats (one read from the device), averaged over the ranks; a non-finite loss
+    stops the run on every rank."""
+    values = torch.stack([v.float() for v in pending.values()]).tolist() if pending else []
+    losses = replicas.average_values(dict(zip(pending, values, strict=True)))
+    if not all(math.isfinite(v) for v in losses.values()):
+        raise InputError(f"training diverged by step {step} (losses {losses}); lower --lr")
+    return losses
 
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:
