@@ -110,3 +110,70 @@ def test_read_points_from_the_log(tmp_path: Path) -> None:
     )
     assert read_points(log) == [_point(2, 0.1)]
     assert read_points(tmp_path / "missing.jsonl") == []
+
+
+def _monitored_run(tmp_path: Path, monitor: MonitorConfig, steps: int = 6):  # type: ignore[no-untyped-def]
+    from synthgate.generators import train_generator
+    from tests.generators.conftest import tiny_config
+
+    train, holdout = _textured(8, 0), _textured(6, 1)
+    cfg = tiny_config("diffusion", steps=steps, checkpoint_every=0)
+    result = train_generator(cfg, train, tmp_path / "run", monitor=monitor, holdout=holdout)  # type: ignore[arg-type]
+    return train, holdout, result
+
+
+def test_monitor_numbers_on_a_tiny_run_equal_an_audit_of_the_kept_weights(tmp_path: Path) -> None:
+    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+    from synthgate.generators import sample_generator
+
+    monitor = MonitorConfig(every=2, n_samples=6, sample_steps=3, seed=5)
+    train, holdout, result = _monitored_run(tmp_path, monitor)
+    assert result.stopped_by == "steps" and result.steps == 6
+    run = tmp_path / "run"
+    logged = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+    points = [r for r in logged if "monitor" in r]
+    assert [r["step"] for r in points] == [2, 4, 6]
+    assert read_points(run / "log.jsonl") == [MonitorPoint.from_json(r["monitor"]) for r in points]
+    saved = json.loads((run / "monitor.json").read_text())
+    assert saved["kept"] is None and saved["final_step"] == 6 and len(saved["points"]) == 3  # watching only
+    assert (run / "monitor.png").read_bytes()[:4] == b"\x89PNG"
+    # the last point, recomputed from the final checkpoint with the monitor's seeds and the engine itself
+    last = MonitorPoint.from_json(points[-1]["monitor"])
+    batch = sample_generator(run, 0, seeds=monitor.seeds(), sample_steps=monitor.sample_steps)
+    res = run_memorization_audit(train, batch, holdout, MemorizationConfig(transforms=monitor.transforms,  # type: ignore[arg-type]
+                                                                              seed=monitor.seed))
+    assert last.flagged == int(res.flagged.sum()) and last.n == 6
+    assert last.max_score == pytest.approx(float(np.nanmax(res.synthetic.score)), abs=1e-4)
+    assert last.threshold == pytest.approx(float(res.calibration.threshold), abs=1e-6)
+    hist = intensity_histograms(batch.images, train.image_channels)
+    ref = intensity_histograms(train.images, train.image_channels)
+    assert last.intensity_distance == pytest.approx(float(0.5 * np.abs(hist - ref).sum(axis=1).mean()), abs=1e-4)
+
+
+def test_stop_on_memorization_keeps_the_checkpoint_before_a_forced_curve_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from synthgate.generators import sample_generator
+
+    curve = iter([0.0, 0.1, 0.5, 0.0, 0.0])  # steps 2, 4, 6 (8, 10 never reached)
+    real_check = MemorizationMonitor.check
+
+    def forced(self: MemorizationMonitor, step: int, images: np.ndarray) -> MonitorPoint:
+        p = replace(real_check(self, step, images), fraction_flagged=next(curve))
+        self.points[-1] = p
+        return p
+
+    monkeypatch.setattr(MemorizationMonitor, "check", forced)
+    monitor = MonitorConfig(every=2, n_samples=4, sample_steps=2, stop_on=0.1)
+    _, _, result = _monitored_run(tmp_path, monitor, steps=10)
+    run = tmp_path / "run"
+    assert result.stopped_by == "memorization" and result.steps == 6
+    # 0.1 is at the limit (kept), 0.5 passes it: the run keeps step 4's weights as its checkpoint
+    assert int(torch.load(run / "checkpoint.pt", weights_only=True)["step"]) == 4
+    assert not (run / "checkpoint-kept.pt").exists()
+    kept = json.loads((run / "monitor.json").read_text())["kept"]
+    assert kept["kept_step"] == 4 and kept["stop"] and "step 6" in kept["reason"]
+    syn = sample_generator(run, 2, sample_steps=2)
+    assert syn.meta["generator"]["step"] == 4 and syn.meta["generator"]["monitor"]["kept_step"] == 4

@@ -18,7 +18,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 from synthgate.atomic import atomic_write_bytes, atomic_write_text
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
+from synthgate.generators.runs import CHECKPOINT, LOG, append_log
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +256,34 @@ class MemorizationMonitor:
         logger.info("monitor step %d: %d/%d flagged (max score %.4f, threshold %.4f)", step, point.flagged, n,
                     point.max_score, point.threshold)
         return point
+
+    def after_step(self, step: int, total: int, sample: Callable[[Sequence[int], int | None], np.ndarray],
+                   save_checkpoint: Callable[[Path], None]) -> bool:
+        """The training loop's hook after every step; returns whether training must stop.
+
+        At a check: ``sample(seeds, sample_steps)`` gives the batch (set values), the point goes into
+        ``log.jsonl``, and with ``stop_on`` a check at or below it saves the current state with
+        ``save_checkpoint(path)`` as the kept checkpoint.
+        """
+        if not self.due(step, total):
+            return False
+        point = self.check(step, sample(self.seeds, self.config.sample_steps))
+        append_log(self.run_dir / LOG, {"step": step, "monitor": point.to_json()})
+        choice = self.choice()
+        if choice is None:
+            return False
+        if not choice.stop:
+            save_checkpoint(self.run_dir / KEPT_CHECKPOINT)
+        return choice.stop
+
+    def finish(self, step: int, stopped: bool) -> Choice | None:
+        """After the loop: on a stop, the kept checkpoint becomes the run's checkpoint; write the record."""
+        choice = self.choice()
+        kept = self.run_dir / KEPT_CHECKPOINT
+        if stopped and choice is not None and choice.kept_step is not None and kept.is_file():
+            os.replace(kept, self.run_dir / CHECKPOINT)
+        self.write(choice, step)
+        return choice
 
     def choice(self) -> Choice | None:
         """The checkpoint decision so far (``None`` without ``stop_on``)."""
