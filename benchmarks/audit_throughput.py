@@ -27,7 +27,7 @@ import numpy as np
 
 from synthgate.audit.features import hflip, pearson_features
 from synthgate.audit.search import Backend, DbBlock, search_topk
-from synthgate.cli.audit_memorization import parse_size
+from synthgate.cli.options import parse_size
 from synthgate.data.imageset import ImageSet
 from synthgate.data.store import write_store
 

@@ -21,12 +21,12 @@ from dataclasses import replace
 import torch
 
 from synthgate.generators import GeneratorKind, Preset, preset
-from synthgate.generators.trainers import make_trainer
+from synthgate.generators.registry import build_trainer
 
 
 def measure(kind: GeneratorKind, name: Preset, size: int, steps: int, batch: int, device: str, bf16: bool) -> dict:
     cfg = replace(preset(kind, name), batch_size=batch, bf16=bf16)
-    trainer = make_trainer(cfg, (5, size, size), device)
+    trainer = build_trainer(cfg, (5, size, size), device)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand((batch, 5, size, size), generator=gen) * 2 - 1).to(device)
     trainer.step(x, gen, 0)

@@ -12,6 +12,18 @@ from pathlib import Path
 from synthgate.errors import UsageError
 
 
+def check_target(target: str | os.PathLike[str], overwrite: bool, option: str = "--out") -> None:
+    """Refuse to replace an existing output unless ``overwrite``: the one home of "already exists".
+
+    :func:`atomic_dir` applies it; a command calls it as well before long work, so the user hears at once.
+
+    Raises:
+        UsageError: ``target`` exists and ``overwrite`` is false.
+    """
+    if Path(target).exists() and not overwrite:
+        raise UsageError(f"{target} already exists; choose another {option} or pass --overwrite")
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` when the block ends without error.
@@ -20,8 +32,7 @@ def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Itera
         UsageError: ``target`` exists and ``overwrite`` is false.
     """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise UsageError(f"{target} already exists; choose another --out or pass --overwrite")
+    check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

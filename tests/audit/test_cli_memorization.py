@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from synthgate.audit.planted import CopyKind, plant_copies
 from synthgate.cli import app
-from synthgate.cli.audit_memorization import parse_size
+from synthgate.cli.options import parse_size
 from synthgate.data.store import write_store
 from synthgate.errors import UsageError
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthgate.data.readers import OnError, load_set, read_image_folder
+from synthgate.data.config import OnError
+from synthgate.data.readers import load_set, read_image_folder
 from synthgate.data.store import write_store
 from synthgate.errors import InputError
 from tests.conftest import make_set

@@ -38,7 +38,7 @@ def _assert_same_state(a, b, path="state"):
 
 def test_diffusion_loss_falls_on_a_learnable_set(tmp_path):
     data = make_set(n=4, size=16)
-    result = train_generator("diffusion", data, tmp_path / "run", tiny_config("diffusion", steps=40, lr=5e-3))
+    result = train_generator(tiny_config("diffusion", steps=40, lr=5e-3), data, tmp_path / "run")
     losses = [r["loss"] for r in _log(tmp_path / "run")]
     assert len(losses) == 40 and result.steps == 40 and result.stopped_by == "steps"
     assert np.mean(losses[-8:]) < 0.6 * np.mean(losses[:8])
@@ -52,10 +52,10 @@ def test_diffusion_loss_falls_on_a_learnable_set(tmp_path):
 def test_resume_gives_the_same_state_as_training_straight_through(tmp_path, kind):
     data = make_set(n=6, size=16)
     cfg = tiny_config(kind, steps=4)
-    straight = train_generator(kind, data, tmp_path / "a", cfg)
-    first = train_generator(kind, data, tmp_path / "b", cfg, max_steps=2)
+    straight = train_generator(cfg, data, tmp_path / "a")
+    first = train_generator(cfg, data, tmp_path / "b", max_steps=2)
     assert first.steps == 2 and first.stopped_by == "max_steps"
-    resumed = train_generator(kind, data, tmp_path / "b", None, resume=True)
+    resumed = train_generator(None, data, tmp_path / "b", resume=True)
     assert resumed.start_step == 2 and resumed.steps == 4
     _assert_same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
     assert _log(tmp_path / "a") == [
@@ -68,7 +68,7 @@ def test_resume_gives_the_same_state_as_training_straight_through(tmp_path, kind
 @pytest.mark.parametrize("kind", list(GeneratorKind))
 def test_sampling_is_deterministic_and_labels_are_valid(tmp_path, kind):
     data = make_set(n=4, size=16)
-    run = train_generator(kind, data, tmp_path / "run", tiny_config(kind, steps=2)).run_dir
+    run = train_generator(tiny_config(kind, steps=2), data, tmp_path / "run").run_dir
     a = sample_generator(run, 5, seed=7, batch_size=2)
     b = sample_generator(run, 5, seed=7, batch_size=5)
     c = sample_generator(run, 5, seed=8)
@@ -90,16 +90,14 @@ def test_sampling_is_deterministic_and_labels_are_valid(tmp_path, kind):
 
 def test_max_images_trains_on_a_seeded_subset(tmp_path):
     data = make_set(n=10, size=16)
-    r = train_generator("diffusion", data, tmp_path / "run", tiny_config("diffusion", steps=1, max_images=3))
+    r = train_generator(tiny_config("diffusion", steps=1, max_images=3), data, tmp_path / "run")
     lines = (tmp_path / "run" / runs.TRAIN_IMAGES).read_text().splitlines()
     assert r.n_train == 3 and len(lines) == 4 and lines[0] == "id,subject"
     assert {ln.split(",")[0] for ln in lines[1:]} <= set(data.ids)
 
 
 def test_max_time_stops_early(tmp_path):
-    r = train_generator(
-        "diffusion", make_set(n=4, size=16), tmp_path / "run", tiny_config("diffusion", steps=1000), max_time=1e-6
-    )
+    r = train_generator(tiny_config("diffusion", steps=1000), make_set(n=4, size=16), tmp_path / "run", max_time=1e-6)
     assert r.stopped_by == "max_time" and r.steps == 1
     assert _state(tmp_path / "run")["step"] == 1
 
@@ -107,24 +105,25 @@ def test_max_time_stops_early(tmp_path):
 def test_input_and_usage_errors(tmp_path):
     data = make_set(n=2, size=12)
     with pytest.raises(InputError, match="power-of-two"):
-        train_generator("stylegan2", data, tmp_path / "g", tiny_config("stylegan2"))
+        train_generator(tiny_config("stylegan2"), data, tmp_path / "g")
     assert not (tmp_path / "g").exists()  # nothing written for invalid input
     with pytest.raises(InputError, match="divisible by 2"):
-        train_generator("diffusion", make_set(n=2, size=9), tmp_path / "d", tiny_config("diffusion"))
+        train_generator(tiny_config("diffusion"), make_set(n=2, size=9), tmp_path / "d")
     ok = make_set(n=2, size=16)
-    train_generator("diffusion", ok, tmp_path / "run", tiny_config("diffusion", steps=1))
+    train_generator(tiny_config("diffusion", steps=1), ok, tmp_path / "run")
     with pytest.raises(UsageError, match="already exists"):
-        train_generator("diffusion", ok, tmp_path / "run", tiny_config("diffusion", steps=1))
-    with pytest.raises(UsageError, match="config is for"):
-        train_generator("stylegan2", ok, tmp_path / "x", tiny_config("diffusion"))
+        train_generator(tiny_config("diffusion", steps=1), ok, tmp_path / "run")
+    with pytest.raises(UsageError, match="needs a config"):
+        train_generator(None, ok, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
     with pytest.raises(InputError, match="resume with the same"):
-        train_generator("diffusion", make_set(n=2, size=32), tmp_path / "run", resume=True)
+        train_generator(None, make_set(n=2, size=32), tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="does not hold the images"):
-        train_generator("diffusion", make_set(n=2, size=16, seed=1).subset([1, 0]), tmp_path / "run", resume=True)
+        train_generator(None, make_set(n=2, size=16, seed=1).subset([1, 0]), tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="is missing"):
         sample_generator(tmp_path, 2)
     with pytest.raises(UsageError, match="--n"):
         sample_generator(tmp_path / "run", 0)
     bad = replace(ok, images=np.where(ok.images == 4, 3, ok.images).astype(np.float32))
     with pytest.raises(InputError, match="outside the label map"):
-        train_generator("diffusion", bad, tmp_path / "bad", tiny_config("diffusion"))
+        train_generator(tiny_config("diffusion"), bad, tmp_path / "bad")

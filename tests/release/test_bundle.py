@@ -126,7 +126,7 @@ def test_one_changed_byte_fails_verify(built: dict[str, Any], tmp_path: Path, ta
     res = verify_bundle(bundle)
     assert not res.ok
     bag = next(c for c in res.checks if c.name == "bagit")
-    assert not bag.ok and "data/" in bag.detail
+    assert not bag.passed and "data/" in bag.detail
 
 
 def test_missing_and_extra_files_fail_verify(built: dict[str, Any], tmp_path: Path) -> None:

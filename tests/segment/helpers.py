@@ -6,7 +6,7 @@ import numpy as np
 
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import BRATS2021, LabelMap
-from synthgate.segment.train import TrainConfig
+from synthgate.segment.train import SegmentTrainConfig
 from synthgate.segment.utility import UtilityConfig
 
 
@@ -64,4 +64,4 @@ def separable_config(**overrides: object) -> UtilityConfig:
     train = {"epochs": 25, "batch_size": 4, "width": 8, "lr": 1e-2, "augment": False}
     top = {k: overrides.pop(k) for k in ("seeds", "mode") if k in overrides}
     train.update(overrides)
-    return UtilityConfig(train=TrainConfig(**train), **top)  # type: ignore[arg-type]
+    return UtilityConfig(train=SegmentTrainConfig(**train), **top)  # type: ignore[arg-type]

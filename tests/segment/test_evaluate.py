@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError
-from synthgate.segment.data import REGIONS
 from synthgate.segment.evaluate import (
     DiceAccumulator,
     check_slice_order,

@@ -8,7 +8,7 @@ import pytest
 from synthgate.errors import UsageError
 from synthgate.segment.data import SegmentationData
 from synthgate.segment.models import Net, build_model, check_size
-from synthgate.segment.train import TrainConfig, make_augment, split_validation, train_segmenter
+from synthgate.segment.train import SegmentTrainConfig, make_augment, split_validation, train_segmenter
 
 
 def test_split_by_subject_with_enough_subjects() -> None:
@@ -35,7 +35,7 @@ def test_split_by_slice_with_few_subjects() -> None:
 )
 def test_bad_settings_are_usage_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises((UsageError, ValueError)):
-        TrainConfig(**kwargs)  # type: ignore[arg-type]
+        SegmentTrainConfig(**kwargs)  # type: ignore[arg-type]
 
 
 def test_size_checks() -> None:
@@ -76,7 +76,7 @@ def test_augment_is_seeded_and_keeps_labels_binary(tumour_set) -> None:  # type:
 
 def test_training_is_reproducible_and_keeps_the_best_epoch(tumour_set) -> None:  # type: ignore[no-untyped-def]
     data = SegmentationData((tumour_set(n_subjects=2, slices=6, size=32),), ("real",))
-    config = TrainConfig(epochs=3, batch_size=4, width=4, val_fraction=0.25)
+    config = SegmentTrainConfig(epochs=3, batch_size=4, width=4, val_fraction=0.25)
     a = train_segmenter(data, config, seed=1)
     b = train_segmenter(data, config, seed=1)
     assert [h["loss"] for h in a.history] == pytest.approx([h["loss"] for h in b.history], rel=1e-5)
@@ -94,12 +94,12 @@ def test_training_on_cuda_with_autocast(tumour_set) -> None:  # type: ignore[no-
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     data = SegmentationData((tumour_set(n_subjects=2, slices=6, size=32),), ("real",))
-    result = train_segmenter(data, TrainConfig(epochs=2, batch_size=4, width=4, amp=True), device="cuda")
+    result = train_segmenter(data, SegmentTrainConfig(epochs=2, batch_size=4, width=4, amp=True), device="cuda")
     assert next(result.model.parameters()).device.type == "cuda"
     assert all(np.isfinite(h["loss"]) for h in result.history)
 
 
 def test_a_last_batch_of_one_slice_is_skipped(tumour_set) -> None:  # type: ignore[no-untyped-def]
     data = SegmentationData((tumour_set(n_subjects=1, slices=5, size=16),), ("real",))  # 1x1 at the bottom
-    result = train_segmenter(data, TrainConfig(epochs=1, batch_size=4, width=4, val_fraction=0.0, augment=False))
+    result = train_segmenter(data, SegmentTrainConfig(epochs=1, batch_size=4, width=4, val_fraction=0.0, augment=False))
     assert result.n_train == 5 and np.isfinite(result.history[0]["loss"])

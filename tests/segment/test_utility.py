@@ -11,7 +11,7 @@ import pytest
 from synthgate.data.labels import BRATS2013
 from synthgate.errors import InputError, UsageError
 from synthgate.segment.report import fragment_html, table_rows, utility_json, write_utility_outputs
-from synthgate.segment.utility import Mode, Preset, UtilityConfig, run_utility
+from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset, run_utility
 from tests.segment.helpers import make_tumour_set, separable_config
 
 
@@ -124,7 +124,7 @@ def test_errors(sets) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError, match="real test set .* label values 7"):
         run_utility(None, sets["train"], replace(sets["test"], images=bad), config)
     with pytest.raises(UsageError, match="swinunetr"):
-        run_utility(None, sets["train"], sets["test"], UtilityConfig.preset(Preset.QUICK, "swinunetr"))
+        run_utility(None, sets["train"], sets["test"], UtilityConfig.preset(UtilityPreset.QUICK, "swinunetr"))
 
 
 def test_presets() -> None:

@@ -9,7 +9,6 @@ subject. See :mod:`synthgate.audit.search`, :mod:`synthgate.audit.robust`, :mod:
 from __future__ import annotations
 
 import logging
-import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -17,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from synthgate import __version__
 from synthgate.audit.calibration import Calibration, CalibrationMethod, TwoSampleTest, calibrate, compare_to_null
 from synthgate.audit.features import feature_channels
 from synthgate.audit.matching import MatchSettings, SetScores, TrainIndex, score_queries
@@ -25,6 +23,7 @@ from synthgate.audit.robust import make_warps
 from synthgate.audit.search import Backend
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.errors import InputError, UsageError
+from synthgate.runtime import versions
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class MemorizationResult:
     test: TwoSampleTest
     counts: dict[str, int]
     settings: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def fraction_flagged(self) -> float:
@@ -253,16 +252,5 @@ def _count_zero_variance(s: ImageSet, channels: tuple[int, ...], block: int) -> 
     return sum(int((~valid_images(b, channels, s.label_channel)).sum()) for _, b in s.iter_blocks(block))
 
 
-def _versions() -> dict[str, str]:
-    import faiss
-    import scipy
-    import torch
-
-    return {
-        "synthgate": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-        "faiss": getattr(faiss, "__version__", "unknown"),
-    }
+def _versions() -> dict[str, str | None]:
+    return versions("numpy", "scipy", "torch", "faiss")

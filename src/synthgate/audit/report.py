@@ -6,11 +6,9 @@ URIs) and opens offline. It never goes into a release bundle.
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
 import html
-import io
 import json
 import os
 from pathlib import Path
@@ -23,6 +21,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.data.imageset import ImageSet
+from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 MATCHES_COLUMNS = (
     "synthetic_id", "train_id", "train_subject", "score", "flagged", "transform",
@@ -127,19 +126,11 @@ def write_audit_outputs(
 
 
 def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=110, bbox_inches="tight")
 
 
 def _histogram_png(result: MemorizationResult) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     syn = result.synthetic.score[np.isfinite(result.synthetic.score)]
     null = result.null.score[np.isfinite(result.null.score)]
@@ -181,10 +172,7 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 
 def _pairs_png(result: MemorizationResult, train: ImageSet, synthetic: ImageSet) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     pick = _top_pairs(result)
     c = next(iter(train.image_channels), 0)
@@ -216,7 +204,7 @@ def _pairs_png(result: MemorizationResult, train: ImageSet, synthetic: ImageSet)
 def _html(result: MemorizationResult, summary: dict[str, Any], train: ImageSet, synthetic: ImageSet,
           hist: bytes, pairs: bytes) -> str:
     def img(b: bytes) -> str:
-        return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(b).decode()}">'
+        return f'<img alt="plot" src="{png_data_uri(b)}">'
 
     cal = result.calibration
     esc = html.escape

@@ -2,66 +2,61 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from synthgate.atomic import check_target
+from synthgate.audit.search import Backend
 from synthgate.cli.audit import app
-from synthgate.cli.common import Device, err, handle_errors, print_json, progress_bar, resolve_device
-from synthgate.errors import UsageError
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """``"512M"``, ``"2G"``, ``"1.5G"`` or a byte count -> bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)i?B?\s*", text, flags=re.IGNORECASE)
-    if not m:
-        raise UsageError(f"--max-memory: cannot read {text!r}; give bytes or a size like 512M or 2G")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
+from synthgate.cli.options import (
+    ALL_TRANSFORMS,
+    BackendOpt,
+    Device,
+    DeviceOpt,
+    Json,
+    MaxMemory,
+    Out,
+    Overwrite,
+    TransformsOpt,
+)
 
 
 @app.command("memorization")
 @handle_errors
 def memorization(
-    train: Path = typer.Option(..., "--train", help="Training set (slice store, image folder or BraTS folder)."),
-    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set to audit."),
-    out: Path = typer.Option(..., "--out", help="Output folder: matches.csv, summary.json, report.html."),
-    holdout: Path | None = typer.Option(None, "--holdout", help="Real images of unseen subjects (calibration)."),
-    k: int = typer.Option(5, "--k", help="Exact neighbours per synthetic image."),
-    quantile: float = typer.Option(0.99, "--quantile", help="Null quantile used as threshold."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Explicit threshold (skips calibration)."),
-    transforms: str = typer.Option("hflip,shift,rotate,zoom", "--transforms",
-                                   help="Geometric transforms searched (comma list; 'none' for pixel Pearson)."),
-    include_label: bool = typer.Option(False, "--include-label", help="Compare the label channel too."),
-    max_memory: str = typer.Option("2G", "--max-memory", help="Memory budget, e.g. 512M, 2G."),
-    backend: str = typer.Option("faiss", "--backend", help="Candidate search: faiss | torch | bf16."),
-    device: Device = typer.Option(Device.AUTO, "--device", help="auto | cpu | cuda."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
-    json_out: bool = typer.Option(False, "--json", help="Print summary.json on stdout."),
+    train: Annotated[Path, typer.Option("--train", help="Training set (slice store, image folder or BraTS folder).")],
+    synthetic: Annotated[Path, typer.Option("--synthetic", help="Synthetic set to audit.")],
+    out: Out,
+    holdout: Annotated[
+        Path | None, typer.Option("--holdout", help="Real images of unseen subjects (calibration).")
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="Exact neighbours per synthetic image.")] = 5,
+    quantile: Annotated[float, typer.Option("--quantile", help="Null quantile used as threshold.")] = 0.99,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Explicit threshold (skips calibration).")
+    ] = None,
+    transforms: TransformsOpt = ALL_TRANSFORMS,
+    include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
+    max_memory: MaxMemory = 2 << 30,
+    backend: BackendOpt = Backend.FAISS,
+    device: DeviceOpt = Device.AUTO,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
 ) -> None:
-    """Search the synthetic images for copies of training images; calibrate; write the private evidence."""
-    from synthgate.audit.memorization import MemorizationConfig, Transform, run_memorization_audit
+    """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
+    matches.csv, summary.json, report.html."""
+    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
     from synthgate.audit.report import summary_json, write_audit_outputs
-    from synthgate.audit.search import Backend
     from synthgate.data.readers import load_set
 
-    names = [t.strip() for t in transforms.split(",") if t.strip() and t.strip() != "none"]
-    try:
-        ts = tuple(Transform(t) for t in names)
-        be = Backend(backend)
-    except ValueError as e:
-        raise UsageError(f"{e}; --transforms takes {[t.value for t in Transform]}, "
-                         f"--backend takes {[b.value for b in Backend]}") from None
     dev = resolve_device(device)
-    if be is Backend.FAISS and dev != "cpu":
-        be = Backend.TORCH
-    config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=ts,
-                                include_label=include_label, max_memory=parse_size(max_memory), backend=be,
-                                device=dev)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; choose another --out or pass --overwrite")
+    be = Backend.TORCH if backend is Backend.FAISS and dev != "cpu" else backend
+    config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
+                                include_label=include_label, max_memory=max_memory, backend=be, device=dev)
+    check_target(out, overwrite)
     train_set = load_set(train)
     syn_set = load_set(synthetic)
     hold_set = None if holdout is None else load_set(holdout)
@@ -73,9 +68,8 @@ def memorization(
         print_json(summary_json(result))
     else:
         cal = result.calibration
-        err.print(
+        say(
             f"{result.counts['flagged']} of {result.counts['synthetic']} synthetic images flagged "
             f"(threshold {cal.threshold:.4f}, {cal.method}); {len(result.leaked_subjects)} of "
-            f"{len(result.train_subjects)} training subjects leaked; report: {out / 'report.html'} (PRIVATE)",
-            highlight=False,
+            f"{len(result.train_subjects)} training subjects leaked; report: {out / 'report.html'} (PRIVATE)"
         )

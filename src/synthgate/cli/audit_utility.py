@@ -3,53 +3,67 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from synthgate.atomic import check_target
 from synthgate.cli.audit import app
-from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar
-from synthgate.errors import UsageError
+from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
+from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
 from synthgate.segment.models import Net
-from synthgate.segment.utility import Mode, Preset
+from synthgate.segment.utility import Mode, UtilityPreset
 
 
 @app.command("utility")
 @handle_errors
 def utility(
-    real_train: Path = typer.Option(..., "--real-train", help="Real training set (store or folder)."),
-    real_test: Path = typer.Option(..., "--real-test", help="Real test set, subjects unseen in training."),
-    out_dir: Path = typer.Option(..., "--out", help="Output folder: utility.json, utility.png, fragment."),
-    synthetic: Path | None = typer.Option(None, "--synthetic", help="Labelled synthetic set."),
-    net: Net = typer.Option(Net.UNET, "--net", help="Segmentation network."),
-    mode: Mode = typer.Option(Mode.ALL, "--mode", help="Training sources: all = real, synthetic and mixed."),
-    preset: Preset = typer.Option(
-        Preset.QUICK, "--preset", help="quick: 2 CPUs at 64 px; study: a GPU at 256 px (100 epochs, 3 seeds)."
-    ),
-    seeds: int | None = typer.Option(
-        None, "--seeds", min=1, help="Runs per mode, seeds 0..N-1 (default: from --preset)."
-    ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (default: from --preset)."),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Slices per step (default: from --preset)."
-    ),
-    lr: float | None = typer.Option(None, "--lr", help="Peak AdamW learning rate (default: from --preset)."),
-    max_slices: int | None = typer.Option(None, "--max-slices", min=1, help="Train on at most N slices."),
-    no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentations."),
-    device: Device = typer.Option(Device.AUTO, "--device", help="auto: CUDA when available, else CPU."),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch (default: torch's); 1 is fastest on a busy machine."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print utility.json on stdout instead of the table."),
+    real_train: Annotated[Path, typer.Option("--real-train", help="Real training set (store or folder).")],
+    real_test: Annotated[Path, typer.Option("--real-test", help="Real test set, subjects unseen in training.")],
+    out_dir: Out,
+    synthetic: Annotated[Path | None, typer.Option("--synthetic", help="Labelled synthetic set.")] = None,
+    net: Annotated[Net, typer.Option("--net", help="Segmentation network.")] = Net.UNET,
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="Training sources: all = real, synthetic and mixed.")
+    ] = Mode.ALL,
+    preset: Annotated[
+        UtilityPreset,
+        typer.Option("--preset", help="quick: 2 CPUs at 64 px; study: a GPU at 256 px (100 epochs, 3 seeds)."),
+    ] = UtilityPreset.QUICK,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", min=1, help="Runs per mode, seeds 0..N-1 (default: from --preset).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Training epochs (default: from --preset).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Slices per step (default: from --preset).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Peak AdamW learning rate (default: from --preset).")
+    ] = None,
+    max_slices: Annotated[
+        int | None, typer.Option("--max-slices", min=1, help="Train on at most N slices.")
+    ] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentations.")] = False,
+    device: DeviceOpt = Device.AUTO,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, help="CPU threads for torch (default: torch's); 1 is fastest on a busy machine."
+        ),
+    ] = None,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
 ) -> None:
-    """Train segmentation on synthetic slices and test on real subjects; compare with real training."""
+    """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
+    utility.json, utility.png and the report fragment to --out."""
     from synthgate.cli.common import resolve_device
     from synthgate.data.readers import load_set
     from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
     from synthgate.segment.utility import UtilityConfig, run_utility
 
-    if out_dir.exists() and not overwrite:  # before hours of training, not after
-        raise UsageError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    check_target(out_dir, overwrite)  # before hours of training, not after
     config = UtilityConfig.preset(
         preset,
         net,
@@ -82,4 +96,4 @@ def utility(
     for row in table_rows(result):
         table.add_row(*row)
     out.print(table)
-    err.print(f"wrote {out_dir}; its private_subject_map.csv names the real subjects: keep it private")
+    say(f"wrote {out_dir}; its private_subject_map.csv names the real subjects: keep it private")

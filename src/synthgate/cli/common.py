@@ -2,7 +2,9 @@
 
 Data goes to stdout, messages to stderr. A :class:`~synthgate.errors.SynthgateError` becomes one red line and
 its exit code; any other exception exits 1 with one line, and the traceback only with ``SYNTHGATE_DEBUG=1``.
-Local variables are never printed (they can hold patient data).
+Local variables are never printed (they can hold patient data). Text that comes from the user or the data (paths,
+ids, messages that quote them) is never read as rich markup: :func:`say` and :func:`warn` print it verbatim.
+Tab-separated data rows go to stdout through :func:`print_row`, with real tabs.
 """
 
 from __future__ import annotations
@@ -14,27 +16,45 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from synthgate.cli.options import Device
 from synthgate.errors import ExitCode, SynthgateError, UsageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(soft_wrap=True)  # data
-err = Console(stderr=True, soft_wrap=True)  # messages
+_WIDE = 10_000  # off a terminal, tables and lines keep their full width instead of wrapping at 80 columns
 
 
-class Device(StrEnum):
-    """``--device`` choices."""
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else _WIDE)
 
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
+
+out = _console(stderr=False)  # data
+err = _console(stderr=True)  # messages
+
+
+def say(text: str, prefix: str = "", style: str = "", *, to: Console | None = None) -> None:
+    """Print ``text`` verbatim (never as markup) after an optional styled ``prefix``; on stderr by default."""
+    line = Text.assemble((prefix, style), " " if prefix and text else "", text)
+    (to or err).print(line, highlight=False)
+
+
+def warn(text: str) -> None:
+    """A yellow ``warning:`` line on stderr; ``text`` printed verbatim."""
+    say(text, "warning:", "yellow")
+
+
+def print_row(*fields: object) -> None:
+    """One tab-separated data row on stdout, with real tab characters (for ``cut`` and spreadsheets)."""
+    sys.stdout.write("\t".join(str(f) for f in fields) + "\n")
+    sys.stdout.flush()
 
 
 def debug_enabled() -> bool:
@@ -70,20 +90,15 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except SynthgateError as e:
             if debug_enabled():
                 raise
-            err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            say(str(e), "error:", "bold red")
             raise typer.Exit(int(e.exit_code)) from None
         except KeyboardInterrupt:
-            err.print("[red]interrupted[/]")
+            say("", "interrupted", "red")
             raise typer.Exit(130) from None
         except Exception as e:
             if debug_enabled():
                 raise
-            err.print(
-                f"[bold red]unexpected error:[/] {type(e).__name__}: {e} "
-                "(set SYNTHGATE_DEBUG=1 for the traceback)",
-                markup=True,
-                highlight=False,
-            )
+            say(f"{type(e).__name__}: {e} (set SYNTHGATE_DEBUG=1 for the traceback)", "unexpected error:", "bold red")
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     return wrapper

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from synthgate.cli.common import err, handle_errors, out, print_json, progress_bar
+from synthgate.cli.common import handle_errors, print_json, print_row, progress_bar, say
+from synthgate.cli.options import (
+    DtypeOpt,
+    Json,
+    Labels,
+    LabelsOpt,
+    NormaliseOpt,
+    OnErrorOpt,
+    Out,
+    Overwrite,
+    SlicesOpt,
+)
+from synthgate.data.config import Normalisation, OnError, SliceSelection
+from synthgate.data.store import StoreDtype
 from synthgate.errors import UsageError
 
 app = typer.Typer(
@@ -30,33 +44,30 @@ def parse_floats(text: str, n: int, option: str) -> tuple[float, ...]:
 @app.command()
 @handle_errors
 def ingest(
-    cohort: Path = typer.Argument(..., help="BraTS-style cohort folder (subject folders of NIfTI files)."),
-    out_dir: Path = typer.Option(..., "--out", help="Output folder for the train / holdout / test stores."),
-    size: int = typer.Option(256, help="Output image size in pixels (H = W)."),
-    normalisation: str = typer.Option(
-        "robust-minmax", "--normalise", help="robust-minmax | robust-max | zscore | none (per volume)."
-    ),
-    min_brain: float = typer.Option(0.15, help="Keep slices with at least this fraction of brain pixels."),
-    slices: str = typer.Option("brain", help="brain: slices with enough brain; tumour: only those with tumour."),
-    split: str = typer.Option("0.6,0.2,0.2", help="Subject fractions for train,holdout,test."),
-    seed: int = typer.Option(0, help="Seed of the subject split."),
-    labels: str = typer.Option("auto", help="Label convention: auto | brats2021 | brats2023 | brats2013."),
-    dtype: str = typer.Option("float32", help="Store dtype: float32 | float16."),
-    on_error: str = typer.Option("raise", help="raise: stop at an invalid subject; skip: skip and list it."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    cohort: Annotated[Path, typer.Argument(help="BraTS-style cohort folder (subject folders of NIfTI files).")],
+    out_dir: Out,
+    size: Annotated[int, typer.Option("--size", help="Output image size in pixels (H = W).")] = 256,
+    normalisation: NormaliseOpt = Normalisation.ROBUST_MINMAX,
+    min_brain: Annotated[
+        float, typer.Option("--min-brain", help="Keep slices with at least this fraction of brain pixels.")
+    ] = 0.15,
+    slices: SlicesOpt = SliceSelection.BRAIN,
+    split: Annotated[str, typer.Option("--split", help="Subject fractions for train,holdout,test.")] = "0.6,0.2,0.2",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the subject split.")] = 0,
+    labels: LabelsOpt = Labels.AUTO,
+    dtype: DtypeOpt = StoreDtype.FLOAT32,
+    on_error: OnErrorOpt = OnError.RAISE,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
 ) -> None:
-    """Slice a BraTS-style cohort into slice stores split by subject."""
-    from synthgate.data.ingest import IngestConfig, Normalisation, SliceSelection, ingest_cohort
+    """Slice a BraTS-style cohort into slice stores split by subject; --out receives train/, holdout/, test/."""
+    from synthgate.data.ingest import IngestConfig, ingest_cohort
 
-    try:
-        config = IngestConfig(
-            size=size, normalisation=Normalisation(normalisation), min_brain_fraction=min_brain,
-            slices=SliceSelection(slices), split=parse_floats(split, 3, "--split"),  # type: ignore[arg-type]
-            seed=seed, labels=None if labels == "auto" else labels, dtype=dtype,
-        )
-    except ValueError as e:
-        raise UsageError(f"invalid option value: {e}") from None
+    config = IngestConfig(
+        size=size, normalisation=normalisation, min_brain_fraction=min_brain, slices=slices,
+        split=parse_floats(split, 3, "--split"),  # type: ignore[arg-type]
+        seed=seed, labels=labels.convention(), dtype=dtype,
+    )
     with progress_bar("ingest subjects") as advance:
         result = ingest_cohort(cohort, out_dir, config, on_error=on_error, overwrite=overwrite,
                                progress=lambda d, t: advance(d, t))
@@ -64,10 +75,10 @@ def ingest(
         print_json(result.to_json())
         return
     for name, c in result.counts.items():
-        out.print(f"{name}\t{c['subjects']} subjects\t{c['images']} images\t{result.stores[name]}")
+        print_row(name, f"{c['subjects']} subjects", f"{c['images']} images", result.stores[name])
     for s in result.skipped:
-        err.print(f"[yellow]skipped[/] {s.path}: {s.reason}")
-    err.print(
+        say(f"{s.path}: {s.reason}", "skipped", "yellow")
+    say(
         f"channels {', '.join(result.channels)}; labels {result.label_convention}; "
         f"{result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s"
     )
@@ -76,13 +87,14 @@ def ingest(
 @app.command()
 @handle_errors
 def phantom(
-    out_dir: Path = typer.Option(..., "--out", help="Output cohort folder (BraTS-2021 style NIfTI)."),
-    subjects: int = typer.Option(10, help="Number of phantom subjects."),
-    seed: int = typer.Option(0, help="Cohort seed: the same seed gives the same phantoms."),
-    shape: str = typer.Option("128,128,96", help="Volume shape X,Y,Z in voxels."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    out_dir: Out,
+    subjects: Annotated[int, typer.Option("--subjects", help="Number of phantom subjects.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Cohort seed: the same seed gives the same phantoms.")] = 0,
+    shape: Annotated[str, typer.Option("--shape", help="Volume shape X,Y,Z in voxels.")] = "128,128,96",
+    overwrite: Overwrite = False,
 ) -> None:
-    """Write the built-in phantom cohort: procedural brains with tumours in 4 sequences."""
+    """Write the built-in phantom cohort into --out: procedural brains with tumours in 4 sequences (BraTS-2021
+    style NIfTI)."""
     from synthgate.data.phantom import write_phantom_cohort
 
     dims = parse_floats(shape, 3, "--shape")
@@ -90,16 +102,16 @@ def phantom(
         raise UsageError(f"--shape takes whole voxel counts, got {shape!r}")
     path = write_phantom_cohort(out_dir, subjects, seed=seed, shape=tuple(int(d) for d in dims),  # type: ignore[arg-type]
                                 overwrite=overwrite)
-    out.print(str(path))
-    err.print(f"{subjects} phantom subjects written; ingest with: synthgate data ingest {path} --out STORES")
+    print_row(path)
+    say(f"{subjects} phantom subjects written; ingest with: synthgate data ingest {path} --out STORES")
 
 
 @app.command()
 @handle_errors
 def info(
-    path: Path = typer.Argument(..., help="A slice store, image folder or BraTS-style folder."),
-    on_error: str = typer.Option("raise", help="raise | skip invalid files."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    path: Annotated[Path, typer.Argument(help="A slice store, image folder or BraTS-style folder.")],
+    on_error: OnErrorOpt = OnError.RAISE,
+    as_json: Json = False,
 ) -> None:
     """Describe an image set: size, channels, subjects, label map."""
     from synthgate.data.readers import load_set
@@ -121,27 +133,27 @@ def info(
         print_json(summary)
         return
     for k, v in summary.items():
-        out.print(f"{k}\t{v}")
+        print_row(k, v)
 
 
 @app.command()
 @handle_errors
 def convert(
-    path: Path = typer.Argument(..., help="Any set input: image folder, BraTS-style folder or store."),
-    out_dir: Path = typer.Option(..., "--out", help="Output slice store."),
-    size: int = typer.Option(256, help="Slice size for a BraTS-style folder."),
-    dtype: str = typer.Option("float32", help="Store dtype: float32 | float16."),
-    on_error: str = typer.Option("raise", help="raise | skip invalid files."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    path: Annotated[Path, typer.Argument(help="Any set input: image folder, BraTS-style folder or store.")],
+    out_dir: Out,
+    size: Annotated[int, typer.Option("--size", help="Slice size for a BraTS-style folder.")] = 256,
+    dtype: DtypeOpt = StoreDtype.FLOAT32,
+    on_error: OnErrorOpt = OnError.RAISE,
+    overwrite: Overwrite = False,
 ) -> None:
-    """Write any set as one slice store (no split), e.g. a folder of PNG or .npy images."""
+    """Write any set as one slice store at --out (no split), e.g. a folder of PNG or .npy images."""
     from synthgate.data.ingest import IngestConfig
     from synthgate.data.readers import load_set
     from synthgate.data.store import write_store
 
     s = load_set(path, ingest=IngestConfig(size=size), on_error=on_error)
     write_store(s, out_dir, dtype=dtype, overwrite=overwrite)
-    out.print(str(out_dir))
+    print_row(out_dir)
     for k in s.skipped:
-        err.print(f"[yellow]skipped[/] {k.path}: {k.reason}")
-    err.print(f"{len(s)} images, channels {', '.join(s.channels)}")
+        say(f"{k.path}: {k.reason}", "skipped", "yellow")
+    say(f"{len(s)} images, channels {', '.join(s.channels)}")

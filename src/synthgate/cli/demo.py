@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from synthgate.cli.common import Device, err, handle_errors, out, print_json
+from synthgate.cli.common import handle_errors, out, print_json, say
+from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
 from synthgate.errors import IntegrityError
 from synthgate.release.demo import Scenario
 
@@ -17,23 +19,25 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     @handle_errors
     def demo(
-        out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Demo folder (every stage's outputs)."),
-        scenario: Scenario = typer.Option(
-            Scenario.DEFAULT,
-            "--scenario",
-            help="default: a tiny generator; memorizing: one overfitted on a few images.",
-        ),
-        device: Device = typer.Option(Device.AUTO, "--device", help="auto: CUDA when available, else CPU."),
-        generator_steps: int | None = typer.Option(
-            None, "--generator-steps", min=1, help="Generator training steps (default 2000; memorizing 3000)."
-        ),
-        generator_seconds: float | None = typer.Option(
-            None, "--generator-seconds", min=1, help="Generator training time budget (default 420 s)."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo folder."),
-        as_json: bool = typer.Option(False, "--json", help="Print demo.json on stdout."),
+        out_dir: Out = Path("demo-output"),
+        scenario: Annotated[
+            Scenario,
+            typer.Option("--scenario", help="default: a tiny generator; memorizing: one overfitted on a few images."),
+        ] = Scenario.DEFAULT,
+        device: DeviceOpt = Device.AUTO,
+        generator_steps: Annotated[
+            int | None,
+            typer.Option("--generator-steps", min=1, help="Generator training steps (default 2000; memorizing 3000)."),
+        ] = None,
+        generator_seconds: Annotated[
+            float | None,
+            typer.Option("--generator-seconds", min=1, help="Generator training time budget (default 420 s)."),
+        ] = None,
+        overwrite: Overwrite = False,
+        as_json: Json = False,
     ) -> None:
-        """Phantom cohort -> ingest -> generator -> sample -> audits -> release gate -> verify; print the decision.
+        """Phantom cohort -> ingest -> generator -> sample -> audits -> release gate -> verify into --out; print
+        the decision.
 
         Exits 0 when the flow completes, whether the gate releases or refuses (the decision is printed and in
         demo.json); 4 when the released bundle fails verification.
@@ -48,7 +52,7 @@ def register(app: typer.Typer) -> None:
             config,
             device=dev,
             overwrite=overwrite,
-            log=lambda msg: err.print(msg, markup=False, highlight=False),
+            log=say,
         )
         if as_json:
             print_json(result.to_json())
@@ -65,40 +69,38 @@ def _render(result: object) -> None:
     facts = result.facts
     gen = facts.get("generator")
     if gen:
-        err.print(
+        say(
             f"generator: {gen['kind']} ({gen['preset']}), {gen['steps']}/{gen['planned_steps']} steps "
-            f"(stopped by {gen['stopped_by']}), trained on {gen['train_images']} images",
-            highlight=False,
+            f"(stopped by {gen['stopped_by']}), trained on {gen['train_images']} images"
         )
     if "audit" in facts:
         a = facts["audit"]
-        err.print(
+        say(
             f"audit: {a['flagged']}/{a['audited']} flagged at threshold {a['threshold']}, "
-            f"{a['leaked_subjects']} training subject(s) leaked",
-            highlight=False,
+            f"{a['leaked_subjects']} training subject(s) leaked"
         )
         if result.scenario == "memorizing" and a["flagged"] == 0 and gen:
-            err.print(
-                f"[yellow]note:[/] the generator copied no training image within its budget ({gen['steps']} of "
+            say(
+                f"the generator copied no training image within its budget ({gen['steps']} of "
                 f"{gen['planned_steps']} steps); give it more --generator-seconds to see the memorization checks fail",
-                highlight=False,
+                "note:",
+                "yellow",
             )
     if "utility_ratio" in facts:
-        err.print(f"utility (synthetic/real Dice): {facts['utility_ratio']}", highlight=False)
+        say(f"utility (synthetic/real Dice): {facts['utility_ratio']}")
     if result.missing:
-        err.print(f"[yellow]missing stages (not installed):[/] {', '.join(result.missing)}")
+        say(", ".join(result.missing), "missing stages (not installed):", "yellow")
     if result.decision == "release":
-        status = "verified" if result.verified else "[bold red]FAILED verification[/]"
-        out.print(f"[bold green]RELEASE[/]: {facts.get('released')} images, bundle {result.paths['bundle']} ({status})")
-        out.print(f"public report: {result.paths['public_report']}", highlight=False)
+        status = "verified" if result.verified else "FAILED verification"
+        say(f"{facts.get('released')} images, bundle {result.paths['bundle']} ({status})", "RELEASE:", "bold green",
+            to=out)
+        say(f"public report: {result.paths['public_report']}", to=out)
     elif result.decision == "refuse":
-        out.print("[bold red]REFUSED[/] by the release gate:")
+        say("by the release gate:", "REFUSED", "bold red", to=out)
         for r in result.reasons:
-            out.print(f"  - {r}", highlight=False)
+            say(f"  - {r}", to=out)
     else:
-        out.print("[yellow]INCOMPLETE[/]: the flow stopped at a missing stage; no decision")
+        say("the flow stopped at a missing stage; no decision", "INCOMPLETE:", "yellow", to=out)
     if "audit" in result.paths:
-        out.print(
-            f"audit report (PRIVATE, shows training images): {result.paths['audit'] / 'report.html'}", highlight=False
-        )
-    out.print(f"summary: {result.out / 'demo.json'}", highlight=False)
+        say(f"audit report (PRIVATE, shows training images): {result.paths['audit'] / 'report.html'}", to=out)
+    say(f"summary: {result.out / 'demo.json'}", to=out)

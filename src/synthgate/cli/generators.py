@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import typer
 
-from synthgate.cli.common import Device, err, handle_errors, out, print_json, progress_bar, resolve_device
+from synthgate.atomic import check_target
+from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
+from synthgate.cli.options import Device, DeviceOpt, DtypeOpt, Json, Out, Overwrite
+from synthgate.data.store import StoreDtype
 from synthgate.errors import UsageError
-from synthgate.generators.config import GeneratorKind, Preset
+from synthgate.generators.config import GeneratorKind, TrainConfig
+from synthgate.generators.presets import Preset
 
 app = typer.Typer(
     help="Train a diffusion model or a StyleGAN2-class GAN on a slice store, and sample synthetic stores.",
@@ -19,9 +23,8 @@ app = typer.Typer(
 )
 
 
-def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> Any:
-    from synthgate.generators.config import TrainConfig
-    from synthgate.generators.presets import preset
+def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> TrainConfig:
+    from synthgate.generators.registry import preset
 
     if config_file is None:
         return preset(kind, preset_name)
@@ -36,28 +39,29 @@ def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Pre
 @app.command()
 @handle_errors
 def train(
-    kind: GeneratorKind = typer.Argument(..., help="Which generator."),
-    data: Path = typer.Option(..., "--data", help="Training set: a slice store (or any set input)."),
-    run_out: Path = typer.Option(..., "--out", help="Run directory to write (or to continue with --resume)."),
-    config_file: Path | None = typer.Option(None, "--config", help="A config.json (overrides --preset)."),
-    preset_name: Preset = typer.Option(Preset.TINY, "--preset", help="Named configuration."),
-    steps: int | None = typer.Option(None, "--steps", help="Override the config's total steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Override the batch size."),
-    lr: float | None = typer.Option(None, "--lr", help="Override the learning rate."),
-    seed: int | None = typer.Option(None, "--seed", help="Override the run seed."),
-    max_images: int | None = typer.Option(
-        None, "--max-images", help="Train on at most this many images (few images -> memorization)."
-    ),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
-    max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run from its checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
-    device: Device = typer.Option(Device.AUTO, "--device", help="Where to train."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    kind: Annotated[GeneratorKind, typer.Argument(help="Which generator.")],
+    data: Annotated[Path, typer.Option("--data", help="Training set: a slice store (or any set input).")],
+    run_out: Out,
+    config_file: Annotated[Path | None, typer.Option("--config", help="A config.json (overrides --preset).")] = None,
+    preset_name: Annotated[Preset, typer.Option("--preset", help="Named configuration.")] = Preset.TINY,
+    steps: Annotated[int | None, typer.Option("--steps", help="Override the config's total steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the batch size.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Override the learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the run seed.")] = None,
+    max_images: Annotated[
+        int | None, typer.Option("--max-images", help="Train on at most this many images (few -> memorization).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in total.")] = None,
+    max_time: Annotated[float | None, typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run at --out from its checkpoint.")] = False,
+    overwrite: Overwrite = False,
+    device: DeviceOpt = Device.AUTO,
+    as_json: Json = False,
 ) -> None:
-    """Train a generator; writes config.json, checkpoint.pt, log.jsonl and PNG sample grids into --out."""
+    """Train a generator; writes the run directory --out: config.json, checkpoint.pt, log.jsonl, PNG sample
+    grids."""
     from synthgate.data.readers import load_set
-    from synthgate.generators.train import TrainProgress, train_generator
+    from synthgate.generators.loop import TrainProgress, train_generator
 
     dev = resolve_device(device)
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
@@ -67,6 +71,8 @@ def train(
         from synthgate.generators.runs import open_run
 
         cfg = open_run(run_out).config  # a resumed run keeps its own configuration
+    if cfg.kind is not kind:
+        raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     s = load_set(data)
     with progress_bar(f"training {kind}", total=max_steps or cfg.steps) as advance:
 
@@ -75,10 +81,9 @@ def train(
             advance(p.step, total=p.total, rate=f"{p.images_per_s:.1f} img/s  loss {loss:.4f}")
 
         result = train_generator(
-            kind,
+            cfg,
             s,
             run_out,
-            cfg,
             device=dev,
             max_steps=max_steps,
             max_time=max_time,
@@ -104,37 +109,38 @@ def train(
         print_json(summary)
         return
     losses = "  ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
-    out.print(
+    say(
         f"{result.kind}: step {result.steps} ({result.stopped_by}) on {result.n_train} images, {losses}, "
         f"{result.images_per_s:.1f} img/s on {dev}; run {result.run_dir}",
-        highlight=False,
+        to=out,
     )
     if result.grids:
-        err.print(f"latest sample grid: {result.grids[-1]}", highlight=False)
+        say(f"latest sample grid: {result.grids[-1]}")
 
 
 @app.command()
 @handle_errors
 def sample(
-    run: Path = typer.Argument(..., help="Run directory written by 'generators train'."),
-    n: int = typer.Option(..., "--n", help="Number of synthetic images."),
-    store_out: Path = typer.Option(..., "--out", help="Slice store to write."),
-    seed: int = typer.Option(0, "--seed", help="Derives the per-sample seeds."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images generated at once."),
-    sample_steps: int | None = typer.Option(None, "--steps", help="DDIM steps (diffusion; default: config)."),
-    truncation: float | None = typer.Option(None, "--truncation", help="Truncation psi (stylegan2)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Store dtype: float32 or float16."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
-    device: Device = typer.Option(Device.AUTO, "--device", help="Where to sample."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    run: Annotated[Path, typer.Argument(help="Run directory written by 'generators train'.")],
+    n: Annotated[int, typer.Option("--n", help="Number of synthetic images.")],
+    store_out: Out,
+    seed: Annotated[int, typer.Option("--seed", help="Derives the per-sample seeds.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated at once.")] = 32,
+    sample_steps: Annotated[
+        int | None, typer.Option("--steps", help="DDIM steps (diffusion; default: config).")
+    ] = None,
+    truncation: Annotated[float | None, typer.Option("--truncation", help="Truncation psi (stylegan2).")] = None,
+    dtype: DtypeOpt = StoreDtype.FLOAT32,
+    overwrite: Overwrite = False,
+    device: DeviceOpt = Device.AUTO,
+    as_json: Json = False,
 ) -> None:
-    """Sample a synthetic slice store (per-sample seeds in its index) from a trained run."""
+    """Sample a synthetic slice store at --out (per-sample seeds in its index) from a trained run."""
     from synthgate.data.store import write_store
     from synthgate.generators.sample import sample_generator
 
     dev = resolve_device(device)
-    if store_out.exists() and not overwrite:
-        raise UsageError(f"{store_out} already exists; choose another --out or pass --overwrite")
+    check_target(store_out, overwrite)
     with progress_bar("sampling", total=n) as advance:
         s = sample_generator(
             run,
@@ -150,4 +156,4 @@ def sample(
     if as_json:
         print_json({"store": str(path), "n": len(s), "kind": s.meta["generator"]["kind"], "device": dev})
         return
-    out.print(f"{len(s)} {s.meta['generator']['kind']} samples -> {path}", highlight=False)
+    say(f"{len(s)} {s.meta['generator']['kind']} samples -> {path}", to=out)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
-from synthgate.cli.common import err, handle_errors, out, print_json
+from synthgate.atomic import check_target
+from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
+from synthgate.cli.options import Json, Out, Overwrite
 from synthgate.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
@@ -29,26 +32,27 @@ def render_checks(decision: GateDecision) -> None:
     for col in ("", "check", "figure", "policy", "note"):
         table.add_column(col)
     for c in decision.checks:
-        mark = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
-        table.add_row(mark, c.name, c.value, c.limit, c.detail)
+        mark = Text("pass", "green") if c.passed else Text("FAIL", "bold red")
+        table.add_row(mark, *(Text(str(v)) for v in (c.name, c.value, c.limit, c.detail)))
     err.print(table)
     for w in decision.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+        warn(w)
 
 
 def render_verify(result: VerifyResult) -> None:
     """Verification steps, one line each, on stdout."""
     for c in result.checks:
-        mark = "[green]ok[/]  " if c.ok else "[bold red]FAIL[/]"
-        out.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        say(f"{c.name}: {c.detail}", "ok  " if c.passed else "FAIL", "green" if c.passed else "bold red", to=out)
 
 
 @app.command("policy")
 @handle_errors
 def policy(
-    init: Path | None = typer.Option(None, "--init", help="Write the default policy (commented TOML) here."),
-    check: Path | None = typer.Option(None, "--check", help="Read a policy file and print it as JSON."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --init file."),
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Write the default policy (commented TOML) here.")
+    ] = None,
+    check: Annotated[Path | None, typer.Option("--check", help="Read a policy file and print it as JSON.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --init file.")] = False,
 ) -> None:
     """Write the default release policy, or check one."""
     from synthgate.release.policy import load_policy, write_policy_template
@@ -57,7 +61,7 @@ def policy(
         raise UsageError("give exactly one of --init FILE (write the defaults) or --check FILE")
     if init is not None:
         write_policy_template(init, overwrite=overwrite)
-        err.print(f"wrote {init}; edit it and pass it to 'synthgate release build --policy {init}'")
+        say(f"wrote {init}; edit it and pass it to 'synthgate release build --policy {init}'")
     elif check is not None:
         print_json(load_policy(check).to_json())
 
@@ -65,26 +69,28 @@ def policy(
 @app.command("build")
 @handle_errors
 def build(
-    synthetic: Path = typer.Option(..., "--synthetic", help="The audited synthetic set (store or folder)."),
-    audit: Path = typer.Option(..., "--audit", help="Folder of 'synthgate audit memorization'."),
-    utility: Path | None = typer.Option(None, "--utility", help="Folder of 'synthgate audit utility'."),
-    policy_file: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: the built-in defaults)."),
-    out_dir: Path = typer.Option(..., "--out", help="Bundle folder to create (a BagIt bag)."),
-    train: Path | None = typer.Option(None, "--train", help="Training set, to record its manifest hash."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out bundle."),
-    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON on stdout."),
+    synthetic: Annotated[Path, typer.Option("--synthetic", help="The audited synthetic set (store or folder).")],
+    audit: Annotated[Path, typer.Option("--audit", help="Folder of 'synthgate audit memorization'.")],
+    out_dir: Out,
+    utility: Annotated[Path | None, typer.Option("--utility", help="Folder of 'synthgate audit utility'.")] = None,
+    policy_file: Annotated[
+        Path | None, typer.Option("--policy", help="Policy TOML (default: the built-in defaults).")
+    ] = None,
+    train: Annotated[Path | None, typer.Option("--train", help="Training set, to record its manifest hash.")] = None,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
 ) -> None:
-    """Evaluate the gate; on a pass write the bundle, on a refusal exit 3 with every failing check."""
+    """Evaluate the gate; on a pass write the bundle (a BagIt bag) at --out, on a refusal exit 3 with every
+    failing check."""
     from synthgate.data.readers import load_set
     from synthgate.release.bundle import build_release
     from synthgate.release.gate import ReleaseRefused
     from synthgate.release.policy import ReleasePolicy, load_policy
 
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    check_target(out_dir, overwrite)
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
-        err.print("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
+        say("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
     syn = load_set(synthetic)
     tr = load_set(train) if train is not None else None
     try:
@@ -96,18 +102,20 @@ def build(
         raise
     if as_json:
         print_json({**result.decision.to_json(), "bundle": str(result.path)})
-    else:
-        render_checks(result.decision)
-    out.print(f"released {result.n_released} images: {result.path}", highlight=False)
-    err.print(f"public report: {result.report_html}", highlight=False)
+        return
+    render_checks(result.decision)
+    say(f"released {result.n_released} images: {result.path}", to=out)
+    say(f"public report: {result.report_html}")
 
 
 @app.command("verify")
 @handle_errors
 def verify(
-    bundle: Path = typer.Argument(..., help="The bundle folder."),
-    train: Path | None = typer.Option(None, "--train", help="Training set: re-audit the bundle against it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON on stdout."),
+    bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
+    train: Annotated[
+        Path | None, typer.Option("--train", help="Training set: re-audit the bundle against it.")
+    ] = None,
+    as_json: Json = False,
 ) -> None:
     """Check a bundle: BagIt checksums, HF round trip, NIfTI geometry, and with --train a re-audit (exit 4)."""
     from synthgate.data.readers import load_set
@@ -122,20 +130,22 @@ def verify(
     if not result.ok:
         names = ", ".join(c.name for c in result.failed)
         raise IntegrityError(f"{bundle} failed verification: {names}")
-    err.print(f"{bundle}: verified, {result.n_images} images", highlight=False)
+    say(f"{bundle}: verified, {result.n_images} images")
 
 
 @app.command("publish")
 @handle_errors
 def publish(
-    bundle: Path = typer.Argument(..., help="The bundle folder."),
-    repo_id: str = typer.Option(..., "--repo-id", help="Hugging Face dataset repository, ORG/NAME."),
-    private: bool = typer.Option(False, "--private", help="Create the repository private."),
-    token: str | None = typer.Option(None, "--token", envvar="HF_TOKEN", help="Hub token (default: login)."),
+    bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face dataset repository, ORG/NAME.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="HF_TOKEN", help="Hub token (default: login).")
+    ] = None,
 ) -> None:
     """Verify the bundle, then upload its payload to a Hugging Face dataset repository."""
     from synthgate.release.publish import publish_bundle
 
     result = publish_bundle(bundle, repo_id, private=private, token=token)
-    out.print(f"published {result.verification.n_images} images to {result.url}", highlight=False)
-    err.print(f"gated access: {result.gated}; private: {result.private}", highlight=False)
+    say(f"published {result.verification.n_images} images to {result.url}", to=out)
+    say(f"gated access: {result.gated}; private: {result.private}")

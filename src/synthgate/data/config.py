@@ -1,11 +1,27 @@
-"""Ingest settings: normalisation, slice selection, size and subject split."""
+"""Reading and ingest settings: what to do with invalid files, normalisation, slice selection, size, split."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from synthgate.data.store import StoreDtype, check_dtype
 from synthgate.errors import UsageError
+
+
+class OnError(StrEnum):
+    """What a reader does with an invalid file (or ingest with an invalid subject)."""
+
+    RAISE = "raise"
+    SKIP = "skip"
+
+    @classmethod
+    def parse(cls, value: OnError | str) -> OnError:
+        """``value`` as an :class:`OnError`; anything else is a usage error listing the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise UsageError(f"--on-error must be one of {', '.join(cls)}, got {value!r}") from None
 
 
 class Normalisation(StrEnum):
@@ -46,7 +62,7 @@ class IngestConfig:
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     seed: int = 0
     labels: str | None = None
-    dtype: str = "float32"
+    dtype: StoreDtype | str = StoreDtype.FLOAT32
     percentiles: tuple[float, float] = field(default=(0.5, 99.5))
 
     def __post_init__(self) -> None:
@@ -56,7 +72,6 @@ class IngestConfig:
             raise UsageError(f"--min-brain must be a fraction in [0, 1], got {self.min_brain_fraction}")
         if len(self.split) != 3 or any(f < 0 for f in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
             raise UsageError(f"--split must be three non-negative fractions summing to 1, got {self.split}")
-        if self.dtype not in ("float32", "float16"):
-            raise UsageError(f"--dtype must be float32 or float16, got {self.dtype!r}")
+        check_dtype(self.dtype)
         object.__setattr__(self, "normalisation", Normalisation(self.normalisation))
         object.__setattr__(self, "slices", SliceSelection(self.slices))

@@ -29,10 +29,9 @@ from synthgate.data.brats import (
     discover_subjects,
     load_subject,
 )
-from synthgate.data.config import IngestConfig, Normalisation, SliceSelection
+from synthgate.data.config import IngestConfig, Normalisation, OnError, SliceSelection
 from synthgate.data.imageset import ImageSet, Skipped
-from synthgate.data.labels import LabelMap
-from synthgate.data.readers import OnError
+from synthgate.data.labels import BRATS2021, LabelMap
 from synthgate.data.slicing import normalise_volume, slice_subject
 from synthgate.data.store import StoreWriter
 from synthgate.errors import InputError
@@ -176,8 +175,6 @@ def slice_cohort(cohort: Path, config: IngestConfig, on_error: OnError = OnError
 
 
 def _load_unlabelled(sf: SubjectFiles) -> SubjectVolumes:
-    from synthgate.data.labels import BRATS2021
-
     return load_subject(sf, BRATS2021)
 
 
@@ -221,7 +218,7 @@ def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | No
     """
     t0 = time.perf_counter()
     config = config or IngestConfig()
-    mode = OnError(on_error)
+    mode = OnError.parse(on_error)
     cohort, out = Path(cohort), Path(out)
     plan = plan_cohort(cohort, config)
     assignment = split_subjects([s.subject for s in plan.subjects], config.split, config.seed)

@@ -34,6 +34,8 @@ class Region(StrEnum):
     ET = "ET"
 
 
+REGIONS: tuple[str, ...] = tuple(str(r) for r in Region)  # the order of every per-region table and output
+
 class LabelConvention(StrEnum):
     """Known label conventions."""
 

@@ -13,29 +13,20 @@ import logging
 import os
 import zlib
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from synthgate.data.brats import looks_like_brats
+from synthgate.data.config import IngestConfig, OnError
 from synthgate.data.imageset import ImageSet, Skipped
+from synthgate.data.ingest import slice_cohort
 from synthgate.data.store import is_store, read_store
-from synthgate.errors import InputError, UsageError
-
-if TYPE_CHECKING:
-    from synthgate.data.ingest import IngestConfig
+from synthgate.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".npy", ".png", ".nii", ".nii.gz")
-
-
-class OnError(StrEnum):
-    """What a reader does with an invalid file."""
-
-    RAISE = "raise"
-    SKIP = "skip"
 
 
 def file_stem(path: Path) -> str:
@@ -152,7 +143,6 @@ def detect_set_kind(path: Path) -> str:
         raise InputError(f"{path} is a file; give the folder that holds the set")
     if is_store(path):
         return "store"
-    from synthgate.data.brats import looks_like_brats
 
     if looks_like_brats(path):
         return "brats"
@@ -194,10 +184,7 @@ def load_set(
     Raises:
         InputError: missing, invalid or empty input (exit 5).
     """
-    try:
-        mode = OnError(on_error)
-    except ValueError:
-        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}") from None
+    mode = OnError.parse(on_error)
     p = Path(path)
     kind = detect_set_kind(p)
     if kind == "store":
@@ -205,8 +192,6 @@ def load_set(
     elif kind == "images":
         s = read_image_folder(p, on_error=mode)
     else:
-        from synthgate.data.ingest import IngestConfig, slice_cohort
-
         s = slice_cohort(p, ingest or IngestConfig(), on_error=mode, progress=progress)
     if len(s) == 0:
         raise InputError(f"{p}: the set is empty; check the path and the slice-selection settings")

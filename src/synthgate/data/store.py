@@ -15,6 +15,7 @@ import csv
 import json
 import os
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError, UsageError
+from synthgate.runtime import read_json
 
 IMAGES = "images.npy"
 INDEX = "index.csv"
@@ -39,10 +41,23 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p / META).is_file() and (p / IMAGES).is_file()
 
 
-def _check_dtype(dtype: str) -> np.dtype[Any]:
-    if dtype not in ("float32", "float16"):
-        raise UsageError(f"store dtype must be float32 or float16, got {dtype!r}")
-    return np.dtype(dtype)
+class StoreDtype(StrEnum):
+    """The dtypes a store's ``images.npy`` may have (float16 halves the size; exactness needs float32)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+
+def check_dtype(dtype: StoreDtype | str) -> np.dtype[Any]:
+    """The numpy dtype of a store dtype name.
+
+    Raises:
+        UsageError: not a :class:`StoreDtype`.
+    """
+    try:
+        return np.dtype(str(StoreDtype(dtype)))
+    except ValueError:
+        raise UsageError(f"--dtype must be one of {', '.join(StoreDtype)}, got {dtype!r}") from None
 
 
 def _write_meta(path: Path, meta: dict[str, Any], channels: tuple[str, ...], shape: tuple[int, ...],
@@ -70,7 +85,7 @@ def _write_index(path: Path, rows: Iterable[tuple[str, str, int, str, int]]) -> 
 
 
 def write_store(
-    s: ImageSet, path: str | os.PathLike[str], dtype: str = "float32", overwrite: bool = False,
+    s: ImageSet, path: str | os.PathLike[str], dtype: StoreDtype | str = StoreDtype.FLOAT32, overwrite: bool = False,
     block_size: int = 256,
 ) -> Path:
     """Write ``s`` as a slice store at ``path`` (atomically) and return the path.
@@ -82,7 +97,7 @@ def write_store(
         overwrite: replace an existing folder.
         block_size: images copied per block (bounds memory when ``s`` is memory-mapped).
     """
-    np_dtype = _check_dtype(dtype)
+    np_dtype = check_dtype(dtype)
     with atomic_dir(path, overwrite=overwrite) as tmp:
         arr = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np_dtype, shape=s.images.shape)
         for start, block in s.iter_blocks(block_size):
@@ -116,10 +131,7 @@ def read_store(path: str | os.PathLike[str], mmap: bool = True) -> ImageSet:
         raise InputError(
             f"{p} is not a slice store (needs {IMAGES} and {META}); write one with 'synthgate data ingest'"
         )
-    try:
-        meta = json.loads((p / META).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{p / META}: not valid JSON ({e}); rewrite the store") from None
+    meta = read_json(p / META, "rewrite the store")
     try:
         images = np.load(p / IMAGES, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as e:
@@ -162,8 +174,8 @@ class StoreWriter:
     Call it inside :func:`synthgate.atomic.atomic_dir` so a failed write leaves nothing behind.
     """
 
-    def __init__(self, path: Path, channels: tuple[str, ...], dtype: str = "float32") -> None:
-        self.dtype = _check_dtype(dtype)
+    def __init__(self, path: Path, channels: tuple[str, ...], dtype: StoreDtype | str = StoreDtype.FLOAT32) -> None:
+        self.dtype = check_dtype(dtype)
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=False)
         self.channels = channels

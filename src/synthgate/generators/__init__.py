@@ -1,7 +1,8 @@
 """Generators: a DDPM (MONAI ``DiffusionModelUNet``) and a StyleGAN2-class GAN on multi-channel MR slices.
 
 The label channel is generated jointly with the MR channels and decoded to valid label values, so every
-synthetic image comes with its segmentation. Presets (:class:`Preset`):
+synthetic image comes with its segmentation. The registry (:data:`GENERATORS`) maps each kind to its config
+class, presets, trainer, size check and main loss. Presets (:class:`Preset`):
 
 * ``tiny``: 32-64 px on a CPU in minutes (tests, the demo);
 * ``memorize``: the tiny model on 4 training images for long enough to copy them (the study's finding);
@@ -19,21 +20,21 @@ from synthgate.generators.config import (
     DiffusionConfig,
     GeneratorKind,
     Prediction,
-    Preset,
     Schedule,
     StyleGAN2Config,
     TrainConfig,
 )
-from synthgate.generators.presets import preset
+from synthgate.generators.presets import Preset
+from synthgate.generators.registry import GENERATORS, GeneratorSpec, generator_spec, preset
 
 if TYPE_CHECKING:
+    from synthgate.generators.loop import TrainProgress, TrainResult, train_generator
     from synthgate.generators.sample import sample_generator
-    from synthgate.generators.train import TrainProgress, TrainResult, train_generator
 
 _LAZY = {
-    "train_generator": "synthgate.generators.train",
-    "TrainResult": "synthgate.generators.train",
-    "TrainProgress": "synthgate.generators.train",
+    "train_generator": "synthgate.generators.loop",
+    "TrainResult": "synthgate.generators.loop",
+    "TrainProgress": "synthgate.generators.loop",
     "sample_generator": "synthgate.generators.sample",
 }
 
@@ -47,8 +48,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "GENERATORS",
     "DiffusionConfig",
     "GeneratorKind",
+    "GeneratorSpec",
     "Prediction",
     "Preset",
     "Schedule",
@@ -56,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "generator_spec",
     "preset",
     "sample_generator",
     "train_generator",

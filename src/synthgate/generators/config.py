@@ -1,5 +1,7 @@
 """Generator configurations: frozen, validated, written as ``config.json`` into every run directory.
 
+Each model config names the generator kind it configures (``kind``); the registry
+(:mod:`synthgate.generators.registry`) maps a kind to its config class, presets, trainer, size check and main loss.
 Torch-free, so the CLI can list the choices without importing torch.
 """
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from synthgate.errors import UsageError
 
@@ -18,20 +20,6 @@ class GeneratorKind(StrEnum):
 
     DIFFUSION = "diffusion"
     STYLEGAN2 = "stylegan2"
-
-
-class Preset(StrEnum):
-    """Named configurations.
-
-    * ``tiny``: tests and the demo; trains in minutes on 2 CPU cores at 32-64 px.
-    * ``memorize``: the tiny diffusion model overfitted on a few training images (the study's memorization
-      finding at small scale). For stylegan2 it is the tiny preset on the same few images.
-    * ``paper``: the study's scale (256 px, 4000 diffusion steps); for a GPU.
-    """
-
-    TINY = "tiny"
-    MEMORIZE = "memorize"
-    PAPER = "paper"
 
 
 class Prediction(StrEnum):
@@ -79,6 +67,8 @@ class DiffusionConfig:
         sample_steps: DDIM steps when sampling.
         eta: DDIM stochasticity (0 = deterministic given the initial noise).
     """
+
+    kind: ClassVar[GeneratorKind] = GeneratorKind.DIFFUSION
 
     channels: tuple[int, ...] = (32, 64, 64)
     attention_levels: tuple[bool, ...] = (False, False, True)
@@ -135,6 +125,8 @@ class StyleGAN2Config:
         truncation: default truncation psi at sampling (1 = none).
     """
 
+    kind: ClassVar[GeneratorKind] = GeneratorKind.STYLEGAN2
+
     z_dim: int = 128
     w_dim: int = 128
     mapping_layers: int = 4
@@ -165,6 +157,11 @@ class StyleGAN2Config:
 
 
 ModelConfig = DiffusionConfig | StyleGAN2Config
+
+
+def model_config_class(kind: GeneratorKind) -> type[DiffusionConfig] | type[StyleGAN2Config]:
+    """The model config class of ``kind`` (each class states its kind; this finds it)."""
+    return next(c for c in (DiffusionConfig, StyleGAN2Config) if c.kind is kind)
 
 
 @dataclass(frozen=True)
@@ -202,9 +199,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(GeneratorKind, self.kind, "kind"))
-        want = DiffusionConfig if self.kind is GeneratorKind.DIFFUSION else StyleGAN2Config
-        if not isinstance(self.model, want):
-            raise UsageError(f"generator config: kind {self.kind} needs a {want.__name__}")
+        if getattr(self.model, "kind", None) is not self.kind:
+            raise UsageError(
+                f"generator config: kind {self.kind} needs a {model_config_class(self.kind).__name__}, "
+                f"got a {type(self.model).__name__}"
+            )
         for name in ("steps", "batch_size", "lr", "log_every"):
             _positive(name, getattr(self, name))
         if not 0.0 <= self.ema_decay < 1.0:
@@ -223,15 +222,8 @@ class TrainConfig:
         """Build from :meth:`to_json` output; unknown keys are a usage error naming them."""
         data = dict(data)
         data.pop("synthgate_version", None)
-        try:
-            kind = GeneratorKind(data.get("kind", ""))
-        except ValueError:
-            raise UsageError(
-                f"generator config: kind {data.get('kind')!r} is not one of {', '.join(GeneratorKind)}"
-            ) from None
-        model_cls: type[DiffusionConfig] | type[StyleGAN2Config] = (
-            DiffusionConfig if kind is GeneratorKind.DIFFUSION else StyleGAN2Config
-        )
+        kind = _enum(GeneratorKind, data.get("kind", ""), "kind")
+        model_cls = model_config_class(kind)
         model_data = dict(data.pop("model", {}) or {})
         _check_keys(model_cls, model_data, "model")
         _check_keys(cls, data, "")
@@ -271,8 +263,8 @@ __all__ = [
     "GeneratorKind",
     "ModelConfig",
     "Prediction",
-    "Preset",
     "Schedule",
     "StyleGAN2Config",
     "TrainConfig",
+    "model_config_class",
 ]

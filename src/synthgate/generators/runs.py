@@ -17,13 +17,12 @@ import csv
 import io
 import json
 import os
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthgate import __version__
+from synthgate import __version__, runtime
 from synthgate.atomic import atomic_write_bytes, atomic_write_text
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError
@@ -46,13 +45,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a run file; a missing or corrupt file is an input error naming it."""
-    if not path.is_file():
-        raise InputError(f"{path} is missing; is {path.parent} a generator run directory?")
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
-    return data
+    return runtime.read_json(path, f"is {path.parent} a generator run directory?")
 
 
 @dataclass(frozen=True)
@@ -116,19 +109,10 @@ def read_training_ids(path: Path) -> list[str]:
 
 
 def versions(device: str) -> dict[str, Any]:
-    """Versions of what produced a run."""
-    import monai
-    import numpy
+    """Versions of what produced a run, and the device (with the GPU's name on CUDA)."""
     import torch
 
-    info: dict[str, Any] = {
-        "synthgate": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "numpy": numpy.__version__,
-        "device": device,
-    }
+    info: dict[str, Any] = {**runtime.versions("torch", "monai", "numpy"), "device": device}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

@@ -11,7 +11,7 @@ import torch
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 from synthgate.generators import runs
-from synthgate.generators.trainers import make_trainer
+from synthgate.generators.registry import build_trainer
 
 
 def sample_seeds(n: int, seed: int) -> np.ndarray:
@@ -70,7 +70,7 @@ def sample_generator(
         raise UsageError(f"--truncation must be in [0, 1], got {truncation}")
     run = runs.open_run(run_dir)
     state = runs.load_checkpoint(run.path / runs.CHECKPOINT, device)
-    trainer = make_trainer(run.config, run.data.shape, device)
+    trainer = build_trainer(run.config, run.data.shape, device)
     trainer.load_state_dict(state["trainer"])
     codec = run.data.codec
     total = len(seed_arr)

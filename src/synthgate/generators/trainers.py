@@ -1,7 +1,8 @@
-"""One optimisation step, the EMA weights, checkpoint state and sampling of each generator kind.
+"""What differs between generator kinds: one optimisation step, the EMA weights, checkpoint state, sampling.
 
-A trainer owns its networks and optimisers; the loop in :mod:`synthgate.generators.train` feeds it batches in
-[-1, 1] and a CPU ``torch.Generator`` that supplies every random draw (so runs resume exactly).
+A trainer owns its networks and optimisers; the kind-independent loop in :mod:`synthgate.generators.loop` feeds it
+batches in [-1, 1] and a CPU ``torch.Generator`` that supplies every random draw (so runs resume exactly). The
+registry (:mod:`synthgate.generators.registry`) names each kind's trainer class.
 """
 
 from __future__ import annotations
@@ -208,9 +209,3 @@ class StyleGAN2Trainer(_Base):
 
 Trainer = DiffusionTrainer | StyleGAN2Trainer
 
-
-def make_trainer(cfg: TrainConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu") -> Trainer:
-    """The trainer of ``cfg.kind``."""
-    if cfg.kind is GeneratorKind.DIFFUSION:
-        return DiffusionTrainer(cfg, shape, device)
-    return StyleGAN2Trainer(cfg, shape, device)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthgate import __version__
-from synthgate.atomic import atomic_dir
+from synthgate.atomic import atomic_dir, check_target
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import IntegrityError, UsageError
 from synthgate.release.card import render_card
@@ -86,8 +86,7 @@ def build_release(
         IntegrityError: a public artefact would name a private id (nothing is written).
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_target(out, overwrite)
     if rows_per_shard < 1:
         raise UsageError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
     require_nonempty(synthetic, "--synthetic")

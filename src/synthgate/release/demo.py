@@ -31,7 +31,7 @@ STAGES = ("phantom", "ingest", "generator", "sample", "audit", "utility", "relea
 _MODULES = {
     "phantom": "synthgate.data.phantom",
     "ingest": "synthgate.data.ingest",
-    "generator": "synthgate.generators.train",
+    "generator": "synthgate.generators.loop",
     "sample": "synthgate.generators.sample",
     "audit": "synthgate.audit.memorization",
     "utility": "synthgate.segment.utility",
@@ -224,22 +224,22 @@ def run_demo(
     if not {"generator", "sample"} <= have:
         return finish("incomplete")
     from synthgate.data.store import write_store
-    from synthgate.generators import DiffusionConfig, preset, sample_generator, train_generator
+    from synthgate.generators import DiffusionConfig, GeneratorKind, Preset, preset, sample_generator, train_generator
 
-    gen_cfg = preset("diffusion", "memorize" if cfg.scenario is Scenario.MEMORIZING else "tiny")
+    gen_preset = Preset.MEMORIZE if cfg.scenario is Scenario.MEMORIZING else Preset.TINY
+    gen_cfg = preset(GeneratorKind.DIFFUSION, gen_preset)
+    assert isinstance(gen_cfg.model, DiffusionConfig)  # the diffusion preset
     # the run's end-of-training sample grid uses the demo's (few) DDIM steps, not the preset's
-    gen_cfg = gen_cfg.with_overrides(seed=cfg.seed, steps=cfg.generator_steps)
-    if isinstance(gen_cfg.model, DiffusionConfig):
-        gen_cfg = gen_cfg.with_overrides(model=replace(gen_cfg.model, sample_steps=cfg.sample_steps))
+    gen_cfg = gen_cfg.with_overrides(
+        seed=cfg.seed, steps=cfg.generator_steps, model=replace(gen_cfg.model, sample_steps=cfg.sample_steps)
+    )
     trained = stage("generator")(
-        lambda: train_generator(
-            "diffusion", train, root / "generator", gen_cfg, device=device, max_time=cfg.generator_seconds
-        )
+        lambda: train_generator(gen_cfg, train, root / "generator", device=device, max_time=cfg.generator_seconds)
     )
     paths["generator"] = trained.run_dir
     facts["generator"] = {
-        "kind": "diffusion",
-        "preset": "memorize" if cfg.scenario is Scenario.MEMORIZING else "tiny",
+        "kind": str(gen_cfg.kind),
+        "preset": str(gen_preset),
         "steps": trained.steps,
         "planned_steps": gen_cfg.steps,
         "stopped_by": trained.stopped_by,
@@ -310,5 +310,5 @@ def run_demo(
     facts["released"] = built.n_released
     facts["checks"] = [c.to_json() for c in built.decision.checks]
     verified = stage("verify")(lambda: verify_bundle(built.path, train=train))
-    facts["verify"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in verified.checks]
+    facts["verify"] = [{"name": c.name, "ok": c.passed, "detail": c.detail} for c in verified.checks]
     return finish("release", verified=verified.ok)

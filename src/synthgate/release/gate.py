@@ -11,35 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from synthgate.data.labels import REGIONS
 from synthgate.errors import GateRefused, InputError
+from synthgate.release.checks import Check
 from synthgate.release.inputs import AuditInputs, UtilityInputs
 from synthgate.release.licence import licence_conflicts
-from synthgate.release.policy import REGIONS, ReleasePolicy
+from synthgate.release.policy import ReleasePolicy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One rule of the gate: its figure, the policy value, and whether it passed."""
-
-    name: str
-    passed: bool
-    value: str
-    limit: str
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "passed": self.passed,
-            "value": self.value,
-            "limit": self.limit,
-            "detail": self.detail,
-        }
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.value} (policy: {self.limit})" + (f"; {self.detail}" if self.detail else "")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from synthgate.errors import InputError
+from synthgate.runtime import read_json
 
 SUMMARY = "summary.json"
 MATCHES = "matches.csv"
@@ -71,15 +71,7 @@ class UtilityInputs:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path} is missing; pass the folder a {what} wrote")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e}); rerun the {what}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object; rerun the {what}")
-    return data
+    return read_json(path, f"pass the folder a {what} wrote, or rerun the {what}")
 
 
 def _parse_bool(value: str, where: str) -> bool:

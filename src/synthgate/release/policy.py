@@ -15,10 +15,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
-from synthgate.atomic import atomic_write_text
+from synthgate.atomic import atomic_write_text, check_target
+from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError, UsageError
-
-REGIONS = ("WT", "TC", "ET")
 
 
 class Gating(StrEnum):
@@ -269,7 +268,6 @@ def write_policy_template(
 ) -> Path:
     """Write :func:`policy_template` to ``path`` atomically; refuses an existing file without ``overwrite``."""
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise UsageError(f"{p} already exists; choose another path or pass --overwrite")
+    check_target(p, overwrite, option="path")
     atomic_write_text(p, policy_template(policy))
     return p

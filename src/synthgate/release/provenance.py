@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import platform
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,6 +14,7 @@ import numpy as np
 from synthgate import __version__
 from synthgate.data.imageset import ImageSet
 from synthgate.release.policy import ReleasePolicy
+from synthgate.runtime import versions
 
 LIBRARIES = (
     "numpy",
@@ -34,13 +33,7 @@ _PRIVATE_KEYS = ("path", "dir", "file", "root", "cohort", "subject", "ids")
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions of the libraries a release depends on (``None`` when absent)."""
-    out: dict[str, str | None] = {"python": platform.python_version(), "synthgate": __version__}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return versions(*LIBRARIES)
 
 
 def manifest_hash(s: ImageSet, block_size: int = 256) -> str:

@@ -6,9 +6,7 @@ when it names no private id (:func:`synthgate.release.privacy.find_private_strin
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from synthgate.release.gate import GateDecision
 from synthgate.release.inputs import AuditInputs, UtilityInputs
 from synthgate.release.policy import ReleasePolicy
 from synthgate.release.privacy import find_private_strings
+from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +87,7 @@ def _score_plot(audit: AuditInputs) -> str | None:
     scores = [m.score for m in audit.matches if m.score is not None]
     if not scores:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(6.4, 3.2), dpi=100)
     ax.hist(scores, bins=30, color="#4c72b0", alpha=0.8, label="synthetic → nearest training image")
     hq = _quantiles((audit.summary.get("distributions") or {}).get("holdout_to_train") or {})
     for _q, v in hq.items():
@@ -105,10 +99,7 @@ def _score_plot(audit: AuditInputs) -> str | None:
     ax.set_ylabel("synthetic images")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_uri(figure_png(fig))
 
 
 _DIST_NAMES = {"synthetic_to_train": "synthetic → train", "holdout_to_train": "holdout → train"}
@@ -158,7 +149,7 @@ def report_html(
     dist = _table(drows, ["scores", "n", "mean", "sd", "quantiles"])
     test = mem.get("test") or {}
     plot = _score_plot(audit)
-    plot_html = f'<img alt="score histogram" src="data:image/png;base64,{plot}">' if plot else ""
+    plot_html = f'<img alt="score histogram" src="{plot}">' if plot else ""
     util_html = "<p>No utility audit was run.</p>"
     if utility is not None:
         u = data["utility"] or {}

@@ -19,6 +19,7 @@ import numpy as np
 
 from synthgate.data.imageset import ImageSet
 from synthgate.release.bundle import CARD, PAYLOAD, PROVENANCE, REPORT_HTML, REPORT_JSON
+from synthgate.release.checks import Check
 from synthgate.release.hf import load_hf_payload
 from synthgate.release.nnunet import read_nnunet
 from synthgate.release.reaudit import reaudit_bundle
@@ -27,40 +28,31 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class VerifyCheck:
-    """One verification step."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class VerifyResult:
     """All verification steps of a bundle; ``ok`` when every one passed."""
 
     path: Path
-    checks: tuple[VerifyCheck, ...]
+    checks: tuple[Check, ...]
     n_images: int
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return bool(self.checks) and all(c.passed for c in self.checks)
 
     @property
-    def failed(self) -> tuple[VerifyCheck, ...]:
-        return tuple(c for c in self.checks if not c.ok)
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "bundle": str(self.path),
             "ok": self.ok,
             "images": self.n_images,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "checks": [{"name": c.name, "ok": c.passed, "detail": c.detail} for c in self.checks],
         }
 
 
-def _bagit_check(path: Path) -> VerifyCheck:
+def _bagit_check(path: Path) -> Check:
     import bagit
 
     try:
@@ -68,10 +60,10 @@ def _bagit_check(path: Path) -> VerifyCheck:
         bag.validate()
     except bagit.BagValidationError as e:
         details = "; ".join(str(d) for d in (e.details or [])[:5]) or str(e.message)
-        return VerifyCheck("bagit", False, f"{e.message}: {details}")
+        return Check("bagit", False, f"{e.message}: {details}")
     except bagit.BagError as e:
-        return VerifyCheck("bagit", False, f"not a valid bag: {e}")
-    return VerifyCheck("bagit", True, f"{len(bag.payload_entries())} payload files, checksums match")
+        return Check("bagit", False, f"not a valid bag: {e}")
+    return Check("bagit", True, f"{len(bag.payload_entries())} payload files, checksums match")
 
 
 def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -> VerifyResult:
@@ -85,28 +77,28 @@ def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -
         Every check; the CLI exits 4 unless ``result.ok``.
     """
     p = Path(path)
-    checks: list[VerifyCheck] = []
+    checks: list[Check] = []
     if not p.is_dir():
-        return VerifyResult(p, (VerifyCheck("bundle", False, f"{p} is not a folder"),), 0)
+        return VerifyResult(p, (Check("bundle", False, f"{p} is not a folder"),), 0)
     checks.append(_bagit_check(p))
     payload = p / PAYLOAD
     missing = [f for f in (CARD, PROVENANCE, REPORT_JSON, REPORT_HTML) if not (payload / f).is_file()]
-    checks.append(VerifyCheck("payload", not missing, f"missing {', '.join(missing)}" if missing else "complete"))
+    checks.append(Check("payload", not missing, f"missing {', '.join(missing)}" if missing else "complete"))
 
     try:
         ids, hf_images, hf_labels = load_hf_payload(payload)
-        checks.append(VerifyCheck("hf_load", len(ids) > 0, f"{len(ids)} rows loaded with datasets.load_dataset"))
+        checks.append(Check("hf_load", len(ids) > 0, f"{len(ids)} rows loaded with datasets.load_dataset"))
     except Exception as e:  # any failure of the HF loader is an integrity failure of the bundle
-        checks.append(VerifyCheck("hf_load", False, f"datasets.load_dataset failed: {type(e).__name__}: {e}"))
+        checks.append(Check("hf_load", False, f"datasets.load_dataset failed: {type(e).__name__}: {e}"))
         return VerifyResult(p, tuple(checks), 0)
 
     try:
         nn = read_nnunet(payload)
     except Exception as e:  # nibabel raises many kinds on corrupt files
-        checks.append(VerifyCheck("nifti_geometry", False, f"{type(e).__name__}: {e}"))
+        checks.append(Check("nifti_geometry", False, f"{type(e).__name__}: {e}"))
         return VerifyResult(p, tuple(checks), len(ids))
     checks.append(
-        VerifyCheck(
+        Check(
             "nifti_geometry",
             not nn.problems,
             "; ".join(nn.problems[:5]) or f"{len(nn.ids)} cases, H x W x 1, affines match",
@@ -126,46 +118,46 @@ def _same_images(
     nn_ids: tuple[str, ...],
     nn_images: np.ndarray,
     nn_labels: np.ndarray | None,
-) -> VerifyCheck:
+) -> Check:
     if sorted(ids) != sorted(nn_ids):
-        return VerifyCheck(
+        return Check(
             "hf_equals_nifti", False, f"{len(ids)} HF ids but {len(nn_ids)} NIfTI cases, or different ids"
         )
     order = {c: i for i, c in enumerate(nn_ids)}
     idx = np.asarray([order[i] for i in ids], dtype=np.int64)
     if images.shape != nn_images[idx].shape or not np.array_equal(images, nn_images[idx]):
-        return VerifyCheck("hf_equals_nifti", False, "HF images differ from the NIfTI images")
+        return Check("hf_equals_nifti", False, "HF images differ from the NIfTI images")
     if (labels is None) != (nn_labels is None) or (
         labels is not None and nn_labels is not None and not np.array_equal(labels, nn_labels[idx])
     ):
-        return VerifyCheck("hf_equals_nifti", False, "HF labels differ from the NIfTI labels")
-    return VerifyCheck("hf_equals_nifti", True, "images and labels identical")
+        return Check("hf_equals_nifti", False, "HF labels differ from the NIfTI labels")
+    return Check("hf_equals_nifti", True, "images and labels identical")
 
 
-def _report_check(payload: Path, n: int) -> VerifyCheck:
+def _report_check(payload: Path, n: int) -> Check:
     try:
         report = json.loads((payload / REPORT_JSON).read_text(encoding="utf-8"))
         released = int(report["counts"]["released"])
         decision = report["decision"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return VerifyCheck("report", False, f"{REPORT_JSON} unreadable: {e}")
+        return Check("report", False, f"{REPORT_JSON} unreadable: {e}")
     if decision != "release" or released != n:
-        return VerifyCheck("report", False, f"report says {decision} with {released} images; the data holds {n}")
-    return VerifyCheck("report", True, f"decision release, {n} images")
+        return Check("report", False, f"report says {decision} with {released} images; the data holds {n}")
+    return Check("report", True, f"decision release, {n} images")
 
 
-def _reaudit_check(payload: Path, train: ImageSet, images: np.ndarray, labels: np.ndarray | None) -> VerifyCheck:
+def _reaudit_check(payload: Path, train: ImageSet, images: np.ndarray, labels: np.ndarray | None) -> Check:
     try:
         report = json.loads((payload / REPORT_JSON).read_text(encoding="utf-8"))
         threshold = float(report["memorization"]["threshold"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return VerifyCheck("reaudit", False, f"no threshold in {REPORT_JSON}: {e}")
+        return Check("reaudit", False, f"no threshold in {REPORT_JSON}: {e}")
     res = reaudit_bundle(train, images, labels, threshold)
     if res.n_flagged:
-        return VerifyCheck(
+        return Check(
             "reaudit",
             False,
             f"{res.n_flagged} of {res.n} bundle images score >= {threshold:.4f} "
             f"against the training set (max {res.max_score:.4f}, {res.method})",
         )
-    return VerifyCheck("reaudit", True, f"no copy: max score {res.max_score:.4f} < {threshold:.4f} ({res.method})")
+    return Check("reaudit", True, f"no copy: max score {res.max_score:.4f} < {threshold:.4f} ({res.method})")

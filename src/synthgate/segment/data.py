@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
-from synthgate.data.labels import LabelMap, Region, check_label_values
+from synthgate.data.labels import REGIONS, LabelMap, check_label_values
 from synthgate.errors import InputError
-
-REGIONS: tuple[str, ...] = tuple(str(r) for r in Region)
 
 
 def region_targets(s: ImageSet, index: np.ndarray | Sequence[int] | None = None) -> np.ndarray:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from synthgate.data.imageset import ImageSet
+from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError
-from synthgate.segment.data import REGIONS, SegmentationData
+from synthgate.segment.data import SegmentationData
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,7 +8,6 @@ release report can embed them; the real test subject ids are only in ``private_s
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 
 from synthgate import __version__
 from synthgate.atomic import atomic_dir
-from synthgate.segment.data import REGIONS
+from synthgate.data.labels import REGIONS
+from synthgate.runtime import figure_png, pyplot
 from synthgate.segment.utility import UtilityResult
 
 JSON_NAME = "utility.json"
@@ -96,11 +96,7 @@ def _mean_sd(mean: float, sd: float | None) -> str:
 
 def plot_png(result: UtilityResult) -> bytes:
     """Bar plot: mean Dice (± sd over subjects and seeds) per region, one bar per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [n for n in MODE_ORDER if n in result.modes]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     width = 0.8 / max(len(names), 1)
@@ -115,10 +111,7 @@ def plot_png(result: UtilityResult) -> bytes:
     ax.set_title(f"{result.config.train.net}: {result.counts['real_test_subjects']} test subjects, {seeds} seed(s)")
     ax.legend(loc="upper center", ncol=3, fontsize="small")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def fragment_html(result: UtilityResult) -> str:

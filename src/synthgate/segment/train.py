@@ -33,7 +33,7 @@ MIN_SUBJECTS_FOR_SUBJECT_SPLIT = 5
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class SegmentTrainConfig:
     """How one network is trained.
 
     Attributes:
@@ -166,7 +166,7 @@ def _val_dice(model: nn.Module, data: SegmentationData, index: np.ndarray, devic
 
 def train_segmenter(
     data: SegmentationData,
-    config: TrainConfig,
+    config: SegmentTrainConfig,
     seed: int = 0,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import platform
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
@@ -21,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from synthgate import __version__
 from synthgate.data.imageset import ImageSet, check_compatible
+from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError, UsageError
-from synthgate.segment.data import REGIONS, SegmentationData, check_labelled
+from synthgate.runtime import versions
+from synthgate.segment.data import SegmentationData, check_labelled
 from synthgate.segment.evaluate import SubjectDice, check_slice_order, evaluate_subjects
 from synthgate.segment.models import Net, check_size
-from synthgate.segment.train import TrainConfig, train_segmenter
+from synthgate.segment.train import SegmentTrainConfig, train_segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Mode(StrEnum):
     ALL = "all"
 
 
-class Preset(StrEnum):
+class UtilityPreset(StrEnum):
     """Setting bundles: ``quick`` for 2 CPU cores at 64 px, ``study`` for a GPU at 256 px."""
 
     QUICK = "quick"
@@ -59,7 +59,7 @@ class UtilityConfig:
         eval_batch_size: test slices per forward pass.
     """
 
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: SegmentTrainConfig = field(default_factory=SegmentTrainConfig)
     seeds: tuple[int, ...] = (0,)
     mode: Mode = Mode.ALL
     eval_batch_size: int = 32
@@ -75,12 +75,12 @@ class UtilityConfig:
             raise UsageError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
 
     @classmethod
-    def preset(cls, preset: Preset | str, net: Net | str = Net.UNET, **overrides: Any) -> UtilityConfig:
-        """The settings of a preset for ``net``; ``overrides`` replace ``TrainConfig`` fields or
+    def preset(cls, preset: UtilityPreset | str, net: Net | str = Net.UNET, **overrides: Any) -> UtilityConfig:
+        """The settings of a preset for ``net``; ``overrides`` replace ``SegmentTrainConfig`` fields or
         ``seeds``/``mode``/``eval_batch_size`` (``None`` values are ignored)."""
-        preset, net = Preset(preset), Net(net)
-        if preset is Preset.QUICK:
-            train = TrainConfig(
+        preset, net = UtilityPreset(preset), Net(net)
+        if preset is UtilityPreset.QUICK:
+            train = SegmentTrainConfig(
                 net=net,
                 epochs=20,
                 batch_size=8,
@@ -89,7 +89,7 @@ class UtilityConfig:
             )
             seeds: tuple[int, ...] = (0,)
         else:
-            train = TrainConfig(
+            train = SegmentTrainConfig(
                 net=net,
                 epochs=100,
                 batch_size=32,
@@ -100,9 +100,9 @@ class UtilityConfig:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         top = {k: overrides.pop(k) for k in ("seeds", "mode", "eval_batch_size") if k in overrides}
         top.setdefault("seeds", seeds)
-        unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
+        unknown = set(overrides) - {f.name for f in fields(SegmentTrainConfig)}
         if unknown:
-            raise UsageError(f"unknown utility settings {sorted(unknown)}; see UtilityConfig and TrainConfig")
+            raise UsageError(f"unknown utility settings {sorted(unknown)}; see UtilityConfig and SegmentTrainConfig")
         return cls(train=replace(train, **overrides), **top)
 
     def to_json(self) -> dict[str, Any]:
@@ -152,26 +152,13 @@ class UtilityResult:
     subject_map: Mapping[str, str]
     device: str
     created: str
-    versions: dict[str, str]
+    versions: dict[str, str | None]
 
 
 def _ratio(num: ModeResult | None, den: ModeResult | None) -> dict[str, float | None]:
     if num is None or den is None:
         return {r: None for r in REGIONS}
     return {r: (num.mean[r] / den.mean[r] if den.mean[r] > 0 else None) for r in REGIONS}
-
-
-def _versions() -> dict[str, str]:
-    import monai
-    import torch
-
-    return {
-        "synthgate": __version__,
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _summarise(mode: str, runs: list[SeedRun], rows: list[tuple[int, SubjectDice]]) -> ModeResult:
@@ -287,5 +274,5 @@ def run_utility(
         subject_map={v: k for k, v in opaque.items()},
         device=str(device),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        versions=_versions(),
+        versions=versions("torch", "monai", "numpy"),
     )

@@ -1,4 +1,6 @@
-"""``train_generator``: the training loop, run directory, checkpoints, loss log, sample grids, resume."""
+"""``train_generator``: the loop every generator kind shares: run directory, batches, checkpoints, loss log,
+sample grids, resume. What differs between kinds (the step, EMA, sampling) is in :mod:`synthgate.generators.trainers`.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ import torch
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import runs
-from synthgate.generators.config import DiffusionConfig, GeneratorKind, TrainConfig
+from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
-from synthgate.generators.presets import preset
+from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
-from synthgate.generators.trainers import Trainer, make_trainer
+from synthgate.generators.trainers import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +89,9 @@ def _data_spec(data: ImageSet, name: str) -> DataSpec:
 
 
 def _check_size(cfg: TrainConfig, spec: DataSpec, name: str) -> None:
-    h, w = spec.height, spec.width
-    if isinstance(cfg.model, DiffusionConfig):
-        m = cfg.model.size_multiple
-        if h % m or w % m:
-            raise InputError(
-                f"{name}: images of {h}x{w} but this diffusion U-Net needs sides divisible by {m}; "
-                f"ingest with --size a multiple of {m}"
-            )
-    elif h != w or h < 8 or h & (h - 1):
-        raise InputError(
-            f"{name}: images of {h}x{w} but stylegan2 needs square power-of-two sides >= 8; ingest with --size 64"
-        )
+    problem = generator_spec(cfg.kind).size_problem(cfg.model, spec.height, spec.width)
+    if problem is not None:
+        raise InputError(f"{name}: images of {spec.height}x{spec.width} but {problem}")
 
 
 def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
@@ -107,8 +100,8 @@ def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.max_images, replace=False))
 
 
-def _prepare_run(out: Path, cfg: TrainConfig, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
-    if resume:
+def _prepare_run(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
+    if resume or cfg is None:
         run = runs.open_run(out)
         if run.data.shape != spec.shape or run.data.channels != spec.channels:
             raise InputError(
@@ -127,10 +120,9 @@ def _prepare_run(out: Path, cfg: TrainConfig, spec: DataSpec, resume: bool, over
 
 
 def train_generator(
-    kind: GeneratorKind | str,
+    config: TrainConfig | None,
     data: ImageSet,
     out_dir: str | os.PathLike[str],
-    config: TrainConfig | None = None,
     device: str = "cpu",
     max_steps: int | None = None,
     max_time: float | None = None,
@@ -141,11 +133,10 @@ def train_generator(
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
 
     Args:
-        kind: ``diffusion`` or ``stylegan2``.
+        config: the run's configuration (its ``kind`` says which generator); ignored on resume, where the
+            run's own ``config.json`` applies (pass ``None`` there).
         data: the training set (images in [0, 1], integer labels in the label channel).
         out_dir: the run directory.
-        config: the run's configuration (default: the ``tiny`` preset of ``kind``); ignored on resume, where
-            the run's own ``config.json`` applies.
         device: torch device to train on.
         max_steps: stop once this many steps (in total, resumed steps included) are done.
         max_time: stop after this many seconds of this call.
@@ -157,16 +148,12 @@ def train_generator(
         A :class:`TrainResult`.
 
     Raises:
-        UsageError: bad kind, config or limits, or ``out_dir`` exists without ``resume``/``overwrite``.
+        UsageError: no config without ``resume``, bad limits, or ``out_dir`` exists without
+            ``resume``/``overwrite``.
         InputError: empty data, a size the generator cannot take, or labels outside the label map.
     """
-    try:
-        kind = GeneratorKind(kind)
-    except ValueError:
-        raise UsageError(f"unknown generator {kind!r}; use one of {', '.join(GeneratorKind)}") from None
-    cfg = config if config is not None else preset(kind)
-    if cfg.kind is not kind:
-        raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
+    if config is None and not resume:
+        raise UsageError("train_generator needs a config (e.g. generators.preset('diffusion')) unless resuming")
     if max_steps is not None and max_steps < 1:
         raise UsageError(f"--max-steps must be >= 1, got {max_steps}")
     if max_time is not None and max_time <= 0:
@@ -174,9 +161,10 @@ def train_generator(
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
-    if not resume:
-        _check_size(cfg, spec, "the training data")
-    cfg = _prepare_run(out, cfg, spec, resume, overwrite)
+    if config is not None and not resume:
+        _check_size(config, spec, "the training data")
+    cfg = _prepare_run(out, config, spec, resume, overwrite)
+    kind = cfg.kind
 
     chosen = _choose(len(data), cfg)
     codec = spec.codec
@@ -194,7 +182,7 @@ def train_generator(
             out / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen], [data.subjects[i] for i in chosen]
         )
         runs.write_json(out / runs.VERSIONS, runs.versions(device))
-    trainer = make_trainer(cfg, spec.shape, device)
+    trainer = build_trainer(cfg, spec.shape, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     start = 0
     if resume:
@@ -237,7 +225,7 @@ def train_generator(
         _checkpoint(out, trainer, gen, step)
         grids.append(_grid(out, trainer, spec, step))
     elapsed = time.perf_counter() - t0
-    main = "loss" if kind is GeneratorKind.DIFFUSION else "loss_g"
+    main = generator_spec(kind).main_loss
     return TrainResult(
         run_dir=out,
         kind=kind,
