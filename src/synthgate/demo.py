@@ -295,7 +295,7 @@ def run_demo(
     facts["checks"] = [c.to_json() for c in built.result.decision.checks]
     with stage("verify"):
         verified = pipeline.verify(built.result.path, train=train)
-    facts["verify"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in verified.checks]
+    facts["verify"] = [c.to_json() for c in verified.checks]
     if not verified.ok:
         return finish(Decision.VERIFY_FAILED, tuple(f"{c.name}: {c.detail}" for c in verified.failed))
     return finish(Decision.RELEASE)

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthgate.atomic import check_target
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 
 if TYPE_CHECKING:
     from synthgate.audit.memorization import MemorizationConfig, MemorizationResult
     from synthgate.data.ingest import IngestConfig, IngestResult
-    from synthgate.generators.config import GeneratorKind, TrainConfig
+    from synthgate.generators.config import TrainConfig
+    from synthgate.generators.loop import TrainProgress, TrainResult
     from synthgate.generators.monitor import MonitorConfig
-    from synthgate.generators.train import TrainProgress, TrainResult
     from synthgate.release.bundle import BuildResult
     from synthgate.release.policy import ReleasePolicy
     from synthgate.release.verify import VerifyResult
@@ -40,14 +41,6 @@ def load(data: SetInput) -> ImageSet:
     from synthgate.data.readers import load_set
 
     return load_set(data)
-
-
-def check_out(out: PathLike, overwrite: bool, option: str = "--out") -> Path:
-    """Refuse an existing output before any work (the writers replace it atomically at the end)."""
-    p = Path(out)
-    if p.exists() and not overwrite:
-        raise UsageError(f"{option} {p} already exists; choose another {option} or pass --overwrite")
-    return p
 
 
 def ingest(
@@ -92,10 +85,9 @@ class TrainStage:
 
 
 def train(
-    kind: GeneratorKind | str,
+    config: TrainConfig | None,
     data: SetInput,
     out: PathLike,
-    config: TrainConfig | None = None,
     device: str = "cpu",
     max_steps: int | None = None,
     max_time: float | None = None,
@@ -108,25 +100,23 @@ def train(
     """Train a generator into the run directory ``out`` (``generators train``).
 
     Args:
+        config: the run's configuration (its ``kind`` says which generator); ``None`` with ``resume``.
         monitor: audit the generator for memorization while it trains (needs ``holdout``); see
             :mod:`synthgate.generators.monitor`.
         holdout: real images of subjects not in ``data`` (calibrates the monitor's audit).
 
     Raises:
         UsageError: ``monitor`` without ``holdout``, or the errors of
-            :func:`~synthgate.generators.train.train_generator`.
+            :func:`~synthgate.generators.loop.train_generator`.
     """
     from synthgate.generators import train_generator
     from synthgate.generators.monitor import read_monitor
 
     if monitor is not None and holdout is None:
         raise UsageError("--monitor-every / --stop-on-memorization need --monitor HOLDOUT (a holdout set)")
-    extra: dict[str, Any] = {}
-    if monitor is not None and holdout is not None:
-        extra = {"monitor": monitor, "holdout": load(holdout)}
     result = train_generator(
-        kind, load(data), out, config, device=device, max_steps=max_steps, max_time=max_time, resume=resume,
-        progress=progress, overwrite=overwrite, **extra,
+        config, load(data), out, device=device, max_steps=max_steps, max_time=max_time, resume=resume,
+        progress=progress, overwrite=overwrite, monitor=monitor, holdout=None if holdout is None else load(holdout),
     )
     return TrainStage(result, device, read_monitor(result.run_dir) if monitor is not None else None)
 
@@ -164,7 +154,7 @@ def sample(
     from synthgate.data.store import write_store
     from synthgate.generators import sample_generator
 
-    check_out(out, overwrite)
+    check_target(out, overwrite)
     s = sample_generator(run, n, seed=seed, device=device, batch_size=batch_size, sample_steps=sample_steps,
                          truncation=truncation, progress=progress)
     path = write_store(s, out, dtype=dtype, overwrite=overwrite)
@@ -198,7 +188,7 @@ def audit_memorization(
     from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
     from synthgate.audit.report import write_audit_outputs
 
-    check_out(out, overwrite)
+    check_target(out, overwrite)
     train_set, syn_set = load(train), load(synthetic)
     hold_set = None if holdout is None else load(holdout)
     result = run_memorization_audit(train_set, syn_set, hold_set, config or MemorizationConfig(), progress)
@@ -233,7 +223,7 @@ def audit_utility(
     from synthgate.segment.report import write_utility_outputs
     from synthgate.segment.utility import run_utility
 
-    check_out(out, overwrite)
+    check_target(out, overwrite)
     syn = None if synthetic is None else load(synthetic)
     result = run_utility(syn, load(real_train), load(real_test), config, device=device, progress=progress)
     return UtilityStage(write_utility_outputs(result, out, overwrite=overwrite), result)
@@ -277,7 +267,7 @@ def build(
     """
     from synthgate.release.bundle import build_release
 
-    check_out(out, overwrite)
+    check_target(out, overwrite)
     tr = None if train is None else load(train)
     return BuildStage(build_release(load(synthetic), audit, utility, policy, out, overwrite=overwrite, train=tr))
 

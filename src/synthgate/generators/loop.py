@@ -4,14 +4,16 @@ sample grids, resume. What differs between kinds (the step, EMA, sampling) is in
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +26,9 @@ from synthgate.generators.grid import save_grid
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.trainers import Trainer
+
+if TYPE_CHECKING:
+    from synthgate.generators.monitor import MemorizationMonitor, MonitorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +59,9 @@ class TrainResult:
         losses: every loss of the last step.
         images_per_s: training throughput of this call.
         elapsed_s: wall time of this call.
-        stopped_by: ``"steps"`` (the config's), ``"max_steps"`` or ``"max_time"``.
-        checkpoint: the latest checkpoint.
+        stopped_by: ``"steps"`` (the config's), ``"max_steps"``, ``"max_time"`` or ``"memorization"`` (the
+            monitor's ``stop_on``; the checkpoint is then the kept one, see :mod:`synthgate.generators.monitor`).
+        checkpoint: the run's checkpoint.
         grids: sample grids written by this call.
         n_train: images trained on.
     """
@@ -129,6 +135,8 @@ def train_generator(
     resume: bool = False,
     progress: Callable[[TrainProgress], None] | None = None,
     overwrite: bool = False,
+    monitor: MonitorConfig | None = None,
+    holdout: ImageSet | None = None,
 ) -> TrainResult:
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
 
@@ -143,6 +151,8 @@ def train_generator(
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
         progress: called after every step.
         overwrite: replace an existing run directory.
+        monitor: audit fixed-seed batches for memorization while training (:mod:`synthgate.generators.monitor`).
+        holdout: real images of subjects not in ``data``; calibrates the monitor's audit.
 
     Returns:
         A :class:`TrainResult`.
@@ -158,6 +168,8 @@ def train_generator(
         raise UsageError(f"--max-steps must be >= 1, got {max_steps}")
     if max_time is not None and max_time <= 0:
         raise UsageError(f"--max-time must be > 0 seconds, got {max_time}")
+    if monitor is not None and holdout is None:
+        raise UsageError("the memorization monitor needs a holdout set (--monitor HOLDOUT)")
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
@@ -192,6 +204,7 @@ def train_generator(
         start = int(state["step"])
         runs.truncate_log(out / runs.LOG, start)
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    mon = None if monitor is None or holdout is None else _monitor(monitor, data, chosen, holdout, out, device, resume)
     logger.info("training %s on %d images from step %d to %d on %s", kind, n_train, start, total, device)
 
     t0 = time.perf_counter()
@@ -218,12 +231,20 @@ def train_generator(
             grids.append(_grid(out, trainer, spec, step))
         if progress is not None:
             progress(TrainProgress(step, total, losses, ips, elapsed))
+        if mon is not None and mon.after_step(
+            step, total, functools.partial(_samples, trainer, spec),
+            functools.partial(_checkpoint, out, trainer, gen, step),
+        ):
+            stopped_by = "memorization"
+            break
         if max_time is not None and elapsed >= max_time and step < total:
             stopped_by = "max_time"
             break
     if step > start or not (out / runs.CHECKPOINT).exists():
         _checkpoint(out, trainer, gen, step)
         grids.append(_grid(out, trainer, spec, step))
+    if mon is not None:
+        mon.finish(step, stopped=stopped_by == "memorization")
     elapsed = time.perf_counter() - t0
     main = generator_spec(kind).main_loss
     return TrainResult(
@@ -242,8 +263,24 @@ def train_generator(
     )
 
 
-def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int) -> None:
-    runs.save_checkpoint(out / runs.CHECKPOINT, {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()})
+def _checkpoint(out: Path, trainer: Trainer, gen: torch.Generator, step: int, path: Path | None = None) -> None:
+    state = {"step": step, "rng": gen.get_state(), "trainer": trainer.state_dict()}
+    runs.save_checkpoint(path or out / runs.CHECKPOINT, state)
+
+
+def _samples(trainer: Trainer, spec: DataSpec, seeds: Sequence[int], sample_steps: int | None) -> np.ndarray:
+    """Monitor samples in set values (the EMA weights, the monitor's seeds)."""
+    with torch.no_grad():
+        return spec.codec.decode(trainer.sample(seeds, sample_steps=sample_steps).float().cpu().numpy())
+
+
+def _monitor(config: MonitorConfig, data: ImageSet, chosen: np.ndarray, holdout: ImageSet, out: Path, device: str,
+             resume: bool) -> MemorizationMonitor:
+    from synthgate.generators.monitor import MemorizationMonitor, read_points
+
+    train = data if len(chosen) == len(data) else data.subset(chosen)  # the images a copy would copy
+    points = read_points(out / runs.LOG) if resume else []
+    return MemorizationMonitor(train, holdout, config, out, device, points)
 
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:

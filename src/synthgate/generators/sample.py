@@ -11,6 +11,7 @@ import torch
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 from synthgate.generators import runs
+from synthgate.generators.monitor import read_monitor
 from synthgate.generators.registry import build_trainer
 
 
@@ -92,6 +93,9 @@ def sample_generator(
         "truncation": truncation,
         "config": run.config.to_json(),
     }
+    monitored = read_monitor(run.path)
+    if monitored is not None:  # which checkpoint the memorization monitor kept and why (into the provenance)
+        generator_meta["monitor"] = {"stop_on": monitored["config"]["stop_on"], **(monitored["kept"] or {})}
     return ImageSet(
         images=out,
         ids=tuple(f"syn-{i:06d}" for i in range(total)),
