@@ -25,11 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthgate import __version__
 from synthgate.atomic import atomic_write_text
 from synthgate.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from synthgate.release.policy import ReleasePolicy
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class DemoConfig:
         n_synthetic: images sampled.
         sample_steps: DDIM steps when sampling.
         monitor_every: steps between two memorization checks of the monitor.
+        monitor_samples: images the monitor samples and audits at each check.
         utility_epochs: epochs of each segmentation run of the utility audit.
         seed: seeds the cohort, the split, the generator and the sampling.
     """
@@ -84,6 +88,7 @@ class DemoConfig:
     n_synthetic: int = 192
     sample_steps: int = 20
     monitor_every: int = 250
+    monitor_samples: int = 32
     utility_epochs: int = 15
     seed: int = 0
 
@@ -93,7 +98,8 @@ class DemoConfig:
             raise UsageError(f"demo subjects must be >= 5 (train, holdout and test need subjects), got {self.subjects}")
         if self.generator_steps is None:
             object.__setattr__(self, "generator_steps", 1200 if self.scenario is Scenario.MEMORIZING else 1500)
-        for name in ("generator_steps", "n_synthetic", "sample_steps", "monitor_every", "utility_epochs"):
+        for name in ("generator_steps", "n_synthetic", "sample_steps", "monitor_every", "monitor_samples",
+                     "utility_epochs"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"demo {name} must be > 0, got {getattr(self, name)}")
         if self.generator_seconds is not None and self.generator_seconds <= 0:
@@ -152,6 +158,13 @@ def _out_dir(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True)
 
 
+def demo_policy() -> ReleasePolicy:
+    """The default policy; the phantom cohort is synthgate's own, free of any licence term, so CC0 in, CC-BY out."""
+    from synthgate.release.policy import ReleasePolicy
+
+    return ReleasePolicy(training_licence="cc0-1.0", output_licence="cc-by-4.0")
+
+
 def generator_config(cfg: DemoConfig) -> Any:
     """The demo's generator: the ``tiny`` (``memorize``) diffusion preset with a 16-32-32 channel U-Net.
 
@@ -175,6 +188,7 @@ def run_demo(
     device: str = "cpu",
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    policy: ReleasePolicy | None = None,
 ) -> DemoResult:
     """Run the whole flow on the phantom cohort into ``out``.
 
@@ -184,6 +198,8 @@ def run_demo(
         device: torch device for the generator, the audits and the segmentation networks.
         overwrite: replace an existing demo folder.
         log: called with one line per stage.
+        policy: the release rules; default :func:`demo_policy` (the command always uses it; tests reach both
+            decisions at toy scale with other rules).
 
     Returns:
         The decision (``exit_code`` 0 release, 3 refusal, 4 verify failure) and where everything is.
@@ -197,7 +213,7 @@ def run_demo(
     from synthgate.data.phantom import write_phantom_cohort
     from synthgate.generators.monitor import MonitorConfig
     from synthgate.release.gate import ReleaseRefused
-    from synthgate.release.policy import ReleasePolicy, write_policy_template
+    from synthgate.release.policy import write_policy_template
     from synthgate.segment.utility import UtilityConfig
 
     cfg = config or DemoConfig()
@@ -208,8 +224,7 @@ def run_demo(
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
     facts: dict[str, Any] = {"scenario": str(cfg.scenario)}
-    # the phantom cohort is synthgate's own, free of any licence term: the default policy otherwise
-    policy = ReleasePolicy(training_licence="cc0-1.0", output_licence="cc-by-4.0")
+    policy = policy or demo_policy()
 
     @contextmanager
     def stage(name: str) -> Iterator[None]:
@@ -235,8 +250,9 @@ def run_demo(
     paths.update({"train_store": train, "holdout_store": holdout, "test_store": test})
 
     memorizing = cfg.scenario is Scenario.MEMORIZING
-    monitor = MonitorConfig(every=cfg.monitor_every, n_samples=32, sample_steps=10, seed=cfg.seed,
-                            stop_on=None if memorizing else policy.max_fraction_flagged_before_removal)
+    limit = policy.max_fraction_flagged_before_removal
+    monitor = MonitorConfig(every=cfg.monitor_every, n_samples=cfg.monitor_samples, sample_steps=10, seed=cfg.seed,
+                            stop_on=None if memorizing or limit >= 1.0 else limit)
     gen_cfg = generator_config(cfg)
     with stage("generator"):
         trained = pipeline.train(gen_cfg, train, root / "generator", device=device, max_time=cfg.generator_seconds,

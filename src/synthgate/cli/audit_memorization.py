@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from synthgate.atomic import check_target
 from synthgate.audit.search import Backend
 from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
@@ -48,24 +47,19 @@ def memorization(
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
     matches.csv, summary.json, report.html."""
-    from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
-    from synthgate.audit.report import summary_json, write_audit_outputs
-    from synthgate.data.readers import load_set
+    from synthgate import pipeline
+    from synthgate.audit.memorization import MemorizationConfig
 
     dev = resolve_device(device)
     be = Backend.TORCH if backend is Backend.FAISS and dev != "cpu" else backend
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
-    check_target(out, overwrite)
-    train_set = load_set(train)
-    syn_set = load_set(synthetic)
-    hold_set = None if holdout is None else load_set(holdout)
     with progress_bar("memorization audit") as advance:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config,
-                                        progress=lambda stage, d, t: advance(d, t, rate=stage))
-    write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
+        stage = pipeline.audit_memorization(train, synthetic, holdout, out, config, overwrite=overwrite,
+                                            progress=lambda name, d, t: advance(d, t, rate=name))
+    result = stage.result
     if json_out:
-        print_json(summary_json(result))
+        print_json(stage.to_json())
     else:
         cal = result.calibration
         say(

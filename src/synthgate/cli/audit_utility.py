@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from synthgate.atomic import check_target
 from synthgate.cli.audit import app
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
@@ -58,12 +57,11 @@ def utility(
 ) -> None:
     """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
     utility.json, utility.png and the report fragment to --out."""
+    from synthgate import pipeline
     from synthgate.cli.common import resolve_device
-    from synthgate.data.readers import load_set
-    from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
-    from synthgate.segment.utility import UtilityConfig, run_utility
+    from synthgate.segment.report import table_rows
+    from synthgate.segment.utility import UtilityConfig
 
-    check_target(out_dir, overwrite)  # before hours of training, not after
     config = UtilityConfig.preset(
         preset,
         net,
@@ -80,13 +78,12 @@ def utility(
         import torch
 
         torch.set_num_threads(threads)
-    syn = None if synthetic is None else load_set(synthetic)
-    train, test = load_set(real_train), load_set(real_test)
     with progress_bar("utility: training epochs") as advance:
-        result = run_utility(syn, train, test, config, device=dev, progress=lambda d, t: advance(d, total=t))
-    write_utility_outputs(result, out_dir, overwrite=overwrite)
+        stage = pipeline.audit_utility(synthetic, real_train, real_test, out_dir, config, device=dev,
+                                       overwrite=overwrite, progress=lambda d, t: advance(d, total=t))
+    result = stage.result
     if as_json:
-        print_json(utility_json(result))
+        print_json(stage.to_json())
         return
     from rich.table import Table
 

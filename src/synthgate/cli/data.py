@@ -61,7 +61,8 @@ def ingest(
     as_json: Json = False,
 ) -> None:
     """Slice a BraTS-style cohort into slice stores split by subject; --out receives train/, holdout/, test/."""
-    from synthgate.data.ingest import IngestConfig, ingest_cohort
+    from synthgate import pipeline
+    from synthgate.data.ingest import IngestConfig
 
     config = IngestConfig(
         size=size, normalisation=normalisation, min_brain_fraction=min_brain, slices=slices,
@@ -69,8 +70,8 @@ def ingest(
         seed=seed, labels=labels.convention(), dtype=dtype,
     )
     with progress_bar("ingest subjects") as advance:
-        result = ingest_cohort(cohort, out_dir, config, on_error=on_error, overwrite=overwrite,
-                               progress=lambda d, t: advance(d, t))
+        result = pipeline.ingest(cohort, out_dir, config, on_error=on_error, overwrite=overwrite,
+                                 progress=lambda d, t: advance(d, t))
     if as_json:
         print_json(result.to_json())
         return

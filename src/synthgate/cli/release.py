@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from synthgate.atomic import check_target
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
 from synthgate.cli.options import Json, Out, Overwrite
 from synthgate.errors import IntegrityError, UsageError
@@ -82,30 +81,28 @@ def build(
 ) -> None:
     """Evaluate the gate; on a pass write the bundle (a BagIt bag) at --out, on a refusal exit 3 with every
     failing check."""
-    from synthgate.data.readers import load_set
-    from synthgate.release.bundle import build_release
+    from synthgate import pipeline
     from synthgate.release.gate import ReleaseRefused
     from synthgate.release.policy import ReleasePolicy, load_policy
 
-    check_target(out_dir, overwrite)
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
         say("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
-    syn = load_set(synthetic)
-    tr = load_set(train) if train is not None else None
     try:
-        result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr)
+        stage = pipeline.build(synthetic, audit, utility, pol, out_dir, train=train, overwrite=overwrite)
     except ReleaseRefused as e:
         if as_json:
             print_json(e.decision.to_json())
         render_checks(e.decision)
         raise
+    result = stage.result
     if as_json:
-        print_json({**result.decision.to_json(), "bundle": str(result.path)})
+        print_json(stage.to_json())
         return
     render_checks(result.decision)
     say(f"released {result.n_released} images: {result.path}", to=out)
     say(f"public report: {result.report_html}")
+    say(f"dataset card: {stage.card}")
 
 
 @app.command("verify")
@@ -118,11 +115,9 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Check a bundle: BagIt checksums, HF round trip, NIfTI geometry, and with --train a re-audit (exit 4)."""
-    from synthgate.data.readers import load_set
-    from synthgate.release.verify import verify_bundle
+    from synthgate import pipeline
 
-    tr = load_set(train) if train is not None else None
-    result = verify_bundle(bundle, train=tr)
+    result = pipeline.verify(bundle, train=train)
     if as_json:
         print_json(result.to_json())
     else:
