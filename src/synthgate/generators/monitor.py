@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from synthgate import __version__
 from synthgate.atomic import atomic_write_bytes, atomic_write_text
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
@@ -294,6 +295,7 @@ class MemorizationMonitor:
     def write(self, final_choice: Choice | None, final_step: int) -> None:
         """Write ``monitor.json`` (settings, points, the kept checkpoint and why) and the ``monitor.png`` curve."""
         record = {
+            "synthgate_version": __version__,
             "config": self.config.to_json(),
             "final_step": final_step,
             "kept": None if final_choice is None else final_choice.to_json(),
