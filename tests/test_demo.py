@@ -28,6 +28,13 @@ TOY = {
 }
 
 
+def test_an_interrupted_demo_folder_can_be_overwritten(tmp_path: Path) -> None:
+    demo_mod._out_dir(tmp_path / "d", overwrite=False)
+    (tmp_path / "d" / "cohort").mkdir()  # a run stopped here
+    demo_mod._out_dir(tmp_path / "d", overwrite=True)
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["demo.json"]
+
+
 def test_exit_codes_follow_the_decision() -> None:
     assert [d.exit_code for d in Decision] == [0, 3, 4]
     with pytest.raises(UsageError, match="subjects"):

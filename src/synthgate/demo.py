@@ -156,6 +156,8 @@ def _out_dir(out: Path, overwrite: bool) -> None:
             raise UsageError(f"--out {out} exists and is not a synthgate demo folder; refusing to overwrite it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    # marks the folder as a demo's from the start, so an interrupted run can be replaced with --overwrite
+    atomic_write_text(out / DEMO_JSON, json.dumps({"synthgate_version": __version__, "decision": None}) + "\n")
 
 
 def demo_policy() -> ReleasePolicy:
