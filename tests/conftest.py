@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 
@@ -24,22 +23,3 @@ def phantom_stores(phantom_cohort: Path, tmp_path_factory: pytest.TempPathFactor
     out = tmp_path_factory.mktemp("stores") / "stores"
     ingest_cohort(phantom_cohort, out, IngestConfig(size=32))
     return out
-
-
-def make_set(n: int = 6, c: int = 3, h: int = 16, w: int = 16, seed: int = 0, label: bool = True):  # type: ignore[no-untyped-def]
-    """A tiny random set; the last channel is a brats2021 label when ``label``."""
-    from synthgate.data.imageset import ImageSet
-    from synthgate.data.labels import BRATS2021
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, c, h, w), dtype=np.float32)
-    if label:
-        images[:, -1] = rng.choice([0, 1, 2, 4], size=(n, h, w))
-    return ImageSet(
-        images=images,
-        ids=tuple(f"img{i:03d}" for i in range(n)),
-        subjects=tuple(f"s{i // 2}" for i in range(n)),
-        channels=tuple(f"c{i}" for i in range(c - 1)) + (("label",) if label else (f"c{c - 1}",)),
-        label_channel=c - 1 if label else None,
-        label_map=BRATS2021 if label else None,
-    )

@@ -12,9 +12,8 @@ from synthgate.audit.memorization import MemorizationConfig
 from synthgate.data.store import read_store, write_store
 from synthgate.errors import UsageError
 from synthgate.generators.monitor import MonitorConfig
-from tests.conftest import make_set
-from tests.generators.conftest import make_set as make_labelled
 from tests.generators.conftest import tiny_config
+from tests.sets import make_set
 
 
 def test_an_existing_output_is_refused_before_any_input_is_read(tmp_path: Path) -> None:
@@ -42,7 +41,7 @@ def test_audit_memorization_reads_paths_or_sets_and_writes_its_folder(tmp_path: 
 
 
 def test_train_and_sample_through_the_pipeline(tmp_path: Path) -> None:
-    data = make_labelled(n=6, size=16)
+    data = make_set(n=6, size=16, pattern="brain")
     write_store(data, tmp_path / "train")
     with pytest.raises(UsageError, match="--monitor"):
         pipeline.train(tiny_config("diffusion", steps=2), tmp_path / "train", tmp_path / "run",  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ loaded. Each function checks its output folder before any work, so a long run ne
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from synthgate.atomic import check_target
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
+from synthgate.runtime import Progress
 
 if TYPE_CHECKING:
     from synthgate.audit.memorization import MemorizationConfig, MemorizationResult
     from synthgate.data.ingest import IngestConfig, IngestResult
     from synthgate.generators.config import TrainConfig
-    from synthgate.generators.loop import TrainProgress, TrainResult
+    from synthgate.generators.loop import TrainResult
     from synthgate.generators.monitor import MonitorConfig
     from synthgate.release.bundle import BuildResult
     from synthgate.release.policy import ReleasePolicy
@@ -49,7 +49,7 @@ def ingest(
     config: IngestConfig | None = None,
     on_error: str = "raise",
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> IngestResult:
     """Slice a BraTS-style cohort into train / holdout / test slice stores split by subject (``data ingest``)."""
     from synthgate.data.ingest import ingest_cohort
@@ -95,7 +95,7 @@ def train(
     overwrite: bool = False,
     monitor: MonitorConfig | None = None,
     holdout: SetInput | None = None,
-    progress: Callable[[TrainProgress], None] | None = None,
+    progress: Progress | None = None,
 ) -> TrainStage:
     """Train a generator into the run directory ``out`` (``generators train``).
 
@@ -148,7 +148,7 @@ def sample(
     truncation: float | None = None,
     dtype: str = "float32",
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> SampleStage:
     """Sample ``n`` images from a trained run into the slice store ``out`` (per-sample seeds in its index)."""
     from synthgate.data.store import write_store
@@ -182,7 +182,7 @@ def audit_memorization(
     out: PathLike,
     config: MemorizationConfig | None = None,
     overwrite: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> MemorizationStage:
     """Search ``synthetic`` for copies of ``train``, calibrate on ``holdout``; write the PRIVATE evidence."""
     from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
@@ -217,7 +217,7 @@ def audit_utility(
     config: UtilityConfig | None = None,
     device: str = "cpu",
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> UtilityStage:
     """Train segmentation on synthetic (and real) slices, test on real subjects; write the outputs."""
     from synthgate.segment.report import write_utility_outputs

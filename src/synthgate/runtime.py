@@ -1,5 +1,6 @@
 """Cross-cutting helpers every stage needs, written once: versions of what produced a result, reading a JSON file
-with a one-line error, and figures rendered to PNG bytes and data URIs for the HTML reports.
+with a one-line error, figures rendered to PNG bytes and data URIs for the HTML reports, the progress callback
+shape, optional libraries that say how to install them, and lazy package exports.
 
 (Whether an output may be written, "already exists; choose another --out", is :func:`synthgate.atomic.check_target`,
 which :func:`~synthgate.atomic.atomic_dir` applies.)
@@ -10,17 +11,26 @@ Torch-free and matplotlib-free at import: matplotlib loads on the first figure.
 from __future__ import annotations
 
 import base64
+import importlib
 import importlib.metadata
 import io
 import json
 import platform
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from synthgate import __version__
-from synthgate.errors import InputError
+from synthgate.errors import InputError, SynthgateError
+
+Progress = Callable[[str, int, int], None]
+"""The one progress callback shape of every long library call: ``progress(stage, done, total)``.
+
+``stage`` names the part of the work (``"ingest"``, ``"train"``, ``"sample"``, ``"synthetic"``, ``"utility"``),
+``done`` of ``total`` units of it are finished. The CLI draws it as a progress bar; the library never prints.
+"""
 
 # distributions whose name differs from the import name
 _DISTRIBUTIONS = {"faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11")}
@@ -69,6 +79,41 @@ def read_json(path: str | Path, fix: str) -> dict[str, Any]:
     return data
 
 
+# optional libraries -> the extra that installs them
+_EXTRAS = {"bagit": "release", "datasets": "release", "pyarrow": "release", "huggingface_hub": "release"}
+
+
+def optional_import(module: str) -> ModuleType:
+    """Import a library of an optional extra, or fail with one line saying how to install it.
+
+    Raises:
+        SynthgateError: not installed (exit 1): ``pip install "synthgate[release]"``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        top = module.split(".")[0]
+        if e.name is None or e.name.split(".")[0] != top:
+            raise  # the library is there but something it needs is broken: show that
+        extra = _EXTRAS.get(top, "all")
+        raise SynthgateError(f'{top} is not installed; pip install "synthgate[{extra}]"') from None
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` that imports each public name from its module on first use.
+
+    A package can name its whole public API in ``__all__`` while ``import synthgate.X`` stays cheap
+    (``synthgate --help`` must not import torch).
+    """
+
+    def getattr_(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return getattr_
+
+
 def pyplot() -> ModuleType:
     """``matplotlib.pyplot`` on the non-interactive Agg backend (no display is needed or opened)."""
     import matplotlib
@@ -92,4 +137,14 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-__all__ = ["figure_png", "library_version", "png_data_uri", "pyplot", "read_json", "versions"]
+__all__ = [
+    "Progress",
+    "figure_png",
+    "lazy_exports",
+    "library_version",
+    "optional_import",
+    "png_data_uri",
+    "pyplot",
+    "read_json",
+    "versions",
+]

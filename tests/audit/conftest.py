@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from synthgate.data.imageset import ImageSet
+from tests.sets import as_set
 
 
 def blob_images(n: int, size: int = 32, channels: int = 2, label: bool = True, seed: int = 0) -> np.ndarray:
@@ -29,15 +30,8 @@ def blob_images(n: int, size: int = 32, channels: int = 2, label: bool = True, s
 
 
 def make_set(images: np.ndarray, prefix: str, per_subject: int = 4, label: bool = True) -> ImageSet:
-    n, c = images.shape[:2]
-    names = [f"c{i}" for i in range(c - int(label))] + (["label"] if label else [])
-    return ImageSet(
-        images=images,
-        ids=tuple(f"{prefix}{i:03d}" for i in range(n)),
-        subjects=tuple(f"{prefix}s{i // per_subject}" for i in range(n)),
-        channels=tuple(names),
-        label_channel=c - 1 if label else None,
-    )
+    """The shared :func:`tests.sets.as_set`, four images per subject and no label map (the audit needs none)."""
+    return as_set(images, prefix, per_subject, label, label_map=None)
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from synthgate.audit.features import (
     feature_channels,
     hflip,
     pearson_features,
-    pearson_reference,
 )
 from synthgate.errors import InputError
 
 from .conftest import blob_images
+from .reference import pearson_reference
 
 
 def test_inner_product_is_channel_mean_pearson() -> None:

@@ -8,7 +8,7 @@ import pytest
 from synthgate.audit.memorization import (
     MemorizationConfig,
     Transform,
-    plan_blocks,
+    plan_memory,
     run_memorization_audit,
 )
 from synthgate.audit.planted import CopyKind, plant_copies
@@ -60,7 +60,7 @@ def test_pixel_only_search_misses_shifted_copies(train_set: ImageSet, holdout_se
 
 
 def test_scores_are_the_exact_pixel_top1_without_transforms(train_set: ImageSet, unseen_set: ImageSet) -> None:
-    from synthgate.audit.features import pearson_reference
+    from .reference import pearson_reference
 
     res = run_memorization_audit(train_set, unseen_set, None, MemorizationConfig(transforms=(), threshold=0.9))
     ch = train_set.image_channels
@@ -170,14 +170,14 @@ def test_backends_and_block_sizes_agree(tmp_path, train_set: ImageSet, holdout_s
         np.testing.assert_array_equal(res.synthetic.score, ref.synthetic.score)
 
 
-def test_plan_blocks_respects_budget() -> None:
-    d = 5 * 64 * 64
-    nb, nq = plan_blocks(64 << 20, 5, d, 64 * 64, flips=True)
-    per_train = 4 * 5 * 4096 + 16 * d + 24 * d
-    assert nb * per_train <= 0.4 * (64 << 20) and nb >= 1 and nq >= 1
-    assert nq * 2 * nb * 8 <= 0.2 * (64 << 20)
-    big_nb, _ = plan_blocks(1 << 30, 5, d, 64 * 64, flips=True)
-    assert big_nb > nb
+def test_plan_respects_budget() -> None:
+    small = plan_memory(64 << 20, 5, 4, 64, 64, n_warps=13, k=5, flips=True)
+    d = 4 * 64 * 64
+    assert small.cache_budget <= 0.45 * (64 << 20)
+    assert small.query_block * 4 * d * 3 <= 0.35 * (64 << 20)
+    assert small.search_block * 4 * d <= 0.3 * (64 << 20)
+    big = plan_memory(1 << 30, 5, 4, 64, 64, n_warps=13, k=5, flips=True)
+    assert big.search_block > small.search_block and big.query_block > small.query_block
 
 
 def test_include_label_changes_the_similarity(train_set: ImageSet, holdout_set: ImageSet) -> None:

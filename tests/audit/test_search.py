@@ -11,7 +11,7 @@ from synthgate.audit.search import (
     DbBlock,
     brute_force_topk,
     error_bound,
-    exact_dot,
+    exact_pair_scores,
     search_topk,
 )
 from synthgate.errors import UsageError
@@ -104,7 +104,7 @@ def test_error_bound_holds_for_bf16_and_fp32() -> None:
     rng = np.random.default_rng(3)
     d = 512
     q, db = unit(rng, 30, d), unit(rng, 200, d)
-    exact = np.stack([exact_dot(db, x) for x in q])
+    exact = np.stack([exact_pair_scores(db, np.broadcast_to(x, db.shape)) for x in q])
     qb = torch.from_numpy(q).bfloat16()
     approx = (qb @ torch.from_numpy(db).bfloat16().T).float().numpy()
     q_err = np.linalg.norm(q.astype(np.float64) - qb.float().numpy(), axis=1)
@@ -113,8 +113,47 @@ def test_error_bound_holds_for_bf16_and_fp32() -> None:
     gap = np.abs(approx - exact)
     assert (gap <= b[:, None]).all()
     assert gap.max() > 1e-4  # bf16 really is approximate: the bound is doing work
-    b32 = error_bound(Backend.TORCH, d, np.linalg.norm(q, axis=1), 1.0 + 1e-6)
+    b32 = error_bound(Backend.FAISS, d, np.linalg.norm(q, axis=1), 1.0 + 1e-6)
     assert (np.abs(q @ db.T - exact) <= b32[:, None]).all()
+
+
+def test_chunked_fp32_bound_holds_and_is_tight_at_large_d() -> None:
+    from synthgate.audit.search import CHUNK, _chunked_scores
+
+    rng = np.random.default_rng(5)
+    d = 8 * CHUNK
+    q, db = unit(rng, 8, d), unit(rng, 64, d)
+    db[1:] = db[0] + 0.05 * db[1:]  # correlated rows: large partial sums, like images
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    exact = np.stack([exact_pair_scores(db, np.broadcast_to(x, db.shape)) for x in q])
+    approx = _chunked_scores(torch.from_numpy(q), torch.from_numpy(db)).numpy()
+    b = error_bound(Backend.TORCH, d, np.linalg.norm(q, axis=1) * (1 + 1e-6), 1.0 + 1e-6)
+    assert (np.abs(approx - exact) <= b[:, None]).all()
+    # chunking makes the bound ~d / (CHUNK + d / CHUNK) times tighter than the whole-row one
+    whole = error_bound(Backend.FAISS, d, np.ones(1), 1.0)
+    assert b[0] < whole[0] / 7
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_smooth_correlated_data_needs_no_fallback(backend: Backend) -> None:
+    """Neighbour scores of smooth images are dense; the fp32 bounds must still settle the queries."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(6)
+    n, side = 300, 48
+    imgs = ndi.gaussian_filter(rng.standard_normal((n + 20, side, side)), (0, 3, 3))
+    imgs += 3 * ndi.gaussian_filter(rng.standard_normal((1, side, side)), 8)  # shared anatomy-like envelope
+    x = imgs.reshape(len(imgs), -1).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    db, q = x[:n], x[n:]
+    database = make_db(db, 64)
+    ref_s, ref_i = brute_force_topk(q, database, 5)
+    top = search_topk(q, database, 5, backend)
+    np.testing.assert_array_equal(top.indices, ref_i)
+    np.testing.assert_array_equal(top.scores, ref_s)
+    if backend is not Backend.BF16:
+        assert top.n_fallback == 0
 
 
 def test_bad_arguments() -> None:

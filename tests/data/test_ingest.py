@@ -170,3 +170,9 @@ def test_bad_settings_are_usage_errors(phantom_cohort, tmp_path):
 def test_brats_folder_loads_directly_as_a_set(phantom_cohort):
     s = load_set(phantom_cohort, ingest=IngestConfig(size=16))
     assert len(s.subject_ids) == 5 and s.shape == (5, 16, 16)
+
+
+def test_progress_reports_stage_done_total(phantom_cohort, tmp_path):
+    calls: list[tuple[str, int, int]] = []
+    ingest_cohort(phantom_cohort, tmp_path / "s", IngestConfig(size=16), progress=lambda *c: calls.append(c))
+    assert calls == [("ingest", i, 5) for i in range(1, 6)]

@@ -11,7 +11,7 @@ from synthgate.data.config import OnError
 from synthgate.data.readers import load_set, read_image_folder
 from synthgate.data.store import write_store
 from synthgate.errors import InputError
-from tests.conftest import make_set
+from tests.sets import make_set
 
 
 def _grid(seed: int, shape=(12, 10)) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 from synthgate.data.imageset import ImageSet, check_compatible
 from synthgate.data.store import StoreWriter, read_store, write_store
 from synthgate.errors import InputError, UsageError
-from tests.conftest import make_set
+from tests.sets import make_set
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -75,17 +75,17 @@ def test_imageset_rejects_duplicates_and_bad_shapes():
 
 
 def test_check_compatible_names_both_sets():
-    a, b = make_set(c=3), make_set(c=4)
+    a, b = make_set(channels=3), make_set(channels=4)
     with pytest.raises(InputError, match="train has channels .* but synthetic has"):
         check_compatible(a, b, "train", "synthetic")
     with pytest.raises(InputError, match="train has images of 16x16 but synthetic has 8x8"):
-        check_compatible(make_set(), make_set(h=8, w=8), "train", "synthetic")
-    check_compatible(a, make_set(c=3, seed=5), "train", "synthetic")
+        check_compatible(make_set(), make_set(size=8), "train", "synthetic")
+    check_compatible(a, make_set(channels=3, seed=5), "train", "synthetic")
 
 
 def test_subset_and_select_subjects():
     s = make_set(n=6)
-    sub = s.select_subjects(["s1"])
+    sub = s.select_subjects(["imgs1"])
     assert sub.ids == ("img002", "img003")
     np.testing.assert_array_equal(sub.images, s.images[2:4])
 

@@ -19,7 +19,7 @@ from synthgate.cli.common import handle_errors
 from synthgate.data.config import Normalisation, OnError
 from synthgate.data.store import StoreDtype, write_store
 from synthgate.errors import InputError
-from tests.conftest import make_set
+from tests.sets import make_set
 
 runner = CliRunner()
 

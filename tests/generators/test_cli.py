@@ -7,13 +7,14 @@ from typer.testing import CliRunner
 
 from synthgate.cli import app
 from synthgate.data.store import read_store, write_store
-from tests.generators.conftest import make_set, tiny_config
+from tests.generators.conftest import tiny_config
+from tests.sets import make_set
 
 runner = CliRunner()
 
 
 def _setup(tmp_path, kind="diffusion", steps=3):
-    store = write_store(make_set(n=4, size=16), tmp_path / "store")
+    store = write_store(make_set(n=4, size=16, pattern="brain"), tmp_path / "store")
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(tiny_config(kind, steps=steps).to_json()))
     return store, cfg
@@ -135,7 +136,7 @@ def test_generator_cli_and_package_import_without_torch():
 
 def test_train_with_the_memorization_monitor(tmp_path):
     store, cfg = _setup(tmp_path, steps=4)
-    holdout = write_store(make_set(n=4, size=16, seed=9), tmp_path / "holdout")
+    holdout = write_store(make_set(n=4, size=16, pattern="brain", seed=9), tmp_path / "holdout")
     args = ["generators", "train", "diffusion", "--data", str(store), "--out", str(tmp_path / "run"),
             "--config", str(cfg), "--device", "cpu"]
     r = runner.invoke(app, [*args, "--stop-on-memorization", "0.5"])

@@ -28,8 +28,11 @@ def test_presets_round_trip_through_json(kind, name):
 def test_paper_preset_is_the_study_scale():
     cfg = preset("diffusion", "paper")
     assert isinstance(cfg.model, DiffusionConfig)
-    assert cfg.model.timesteps == 4000
-    assert preset("diffusion", "memorize").max_images is not None
+    assert (cfg.model.timesteps, cfg.model.schedule, cfg.model.channels[0]) == (4000, Schedule.LINEAR, 64)
+    tiny, memorize = preset("diffusion", "tiny"), preset("diffusion", "memorize")
+    # memorize = the tiny model on a handful of images for longer (the study's small-training-set finding)
+    assert memorize.model == tiny.model and memorize.max_images == 4 and tiny.max_images is None
+    assert memorize.steps > tiny.steps
 
 
 def test_unknown_preset_and_keys_are_usage_errors():

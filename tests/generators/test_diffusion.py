@@ -48,15 +48,33 @@ def test_ddim_sample_i_depends_only_on_its_seed(prediction):
     assert (other[0] - batch[0]).abs().max() > 1e-3
 
 
-def test_v_target_is_consistent_with_epsilon():
-    # with a perfect v predictor, recovering x0 and eps from (x_t, v) must give back the truth
+class _Oracle(torch.nn.Module):
+    """Knows the clean image ``x0`` and predicts the exact epsilon or v for any ``x_t``."""
+
+    def __init__(self, x0: torch.Tensor, abar: torch.Tensor, prediction: Prediction):
+        super().__init__()
+        self.x0, self.abar, self.prediction = x0, abar, prediction
+
+    def forward(self, x, timesteps):
+        a = self.abar[timesteps].float().view(-1, 1, 1, 1)
+        if self.prediction is Prediction.EPSILON:
+            return (x - a.sqrt() * self.x0) / (1 - a).sqrt()
+        return (a.sqrt() * x - self.x0) / (1 - a).sqrt()  # v = sqrt(a) eps - sqrt(1-a) x0, with eps from x_t
+
+
+@pytest.mark.parametrize("prediction", list(Prediction))
+def test_targets_and_sampling_agree_with_an_exact_predictor(prediction):
+    # the training target (training_loss) and its inversion (ddim_sample) must describe the same parametrisation:
+    # an exact predictor scores zero loss and samples exactly its clean image
     abar = alphas_cumprod(Schedule.LINEAR, 50)
-    g = torch.Generator().manual_seed(0)
-    x0, eps = torch.randn((2, 3, 4, 4), generator=g), torch.randn((2, 3, 4, 4), generator=g)
-    a = abar[30].float()
-    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-    v = a.sqrt() * eps - (1 - a).sqrt() * x0
-    torch.testing.assert_close(a.sqrt() * xt - (1 - a).sqrt() * v, x0, atol=1e-5, rtol=1e-5)
+    x0 = torch.rand((3, 3, 4, 4), generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    oracle = _Oracle(x0, abar, prediction)
+    loss = training_loss(oracle, x0, abar, prediction, torch.Generator().manual_seed(1)).loss
+    assert float(loss) < 1e-9
+    sampled = ddim_sample(oracle, [5, 6, 7], (3, 4, 4), abar, prediction, steps=10)
+    torch.testing.assert_close(sampled, x0, atol=1e-4, rtol=0)
+    wrong = Prediction.V if prediction is Prediction.EPSILON else Prediction.EPSILON
+    assert float(training_loss(oracle, x0, abar, wrong, torch.Generator().manual_seed(1)).loss) > 1e-3
 
 
 def test_training_loss_is_mse_against_the_drawn_noise():

@@ -21,12 +21,12 @@ from synthgate.generators.monitor import (
     read_points,
     tumour_fractions,
 )
-from tests.generators.conftest import make_set
+from tests.sets import make_set
 
 
 def _textured(n: int, seed: int) -> ImageSet:
     """``make_set`` with per-image noise texture inside the head, so distinct images are not near-copies."""
-    s = make_set(n=n, size=16, channels=3, seed=seed)
+    s = make_set(n, 3, 16, pattern="brain", seed=seed)
     rng = np.random.default_rng(seed + 100)
     images = s.images.copy()
     head = images[:, :2] > 0
@@ -66,7 +66,7 @@ def test_config_rejects_bad_values() -> None:
 
 
 def test_fidelity_figures_match_brute_force() -> None:
-    s = make_set(n=6, size=16, channels=3)
+    s = make_set(6, 3, 16, pattern="brain")
     imgs = s.images.copy()
     imgs[0, :2] = 0.0  # an image with no head
     hist = intensity_histograms(imgs, (0, 1))

@@ -10,7 +10,8 @@ import torch
 from synthgate.data.store import read_store, write_store
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import GeneratorKind, runs, sample_generator, train_generator
-from tests.generators.conftest import make_set, tiny_config
+from tests.generators.conftest import tiny_config
+from tests.sets import make_set
 
 
 def _log(run_dir):
@@ -37,7 +38,7 @@ def _assert_same_state(a, b, path="state"):
 
 
 def test_diffusion_loss_falls_on_a_learnable_set(tmp_path):
-    data = make_set(n=4, size=16)
+    data = make_set(n=4, size=16, pattern="brain")
     result = train_generator(tiny_config("diffusion", steps=40, lr=5e-3), data, tmp_path / "run")
     losses = [r["loss"] for r in _log(tmp_path / "run")]
     assert len(losses) == 40 and result.steps == 40 and result.stopped_by == "steps"
@@ -50,7 +51,7 @@ def test_diffusion_loss_falls_on_a_learnable_set(tmp_path):
 
 @pytest.mark.parametrize("kind", list(GeneratorKind))
 def test_resume_gives_the_same_state_as_training_straight_through(tmp_path, kind):
-    data = make_set(n=6, size=16)
+    data = make_set(n=6, size=16, pattern="brain")
     cfg = tiny_config(kind, steps=4)
     straight = train_generator(cfg, data, tmp_path / "a")
     first = train_generator(cfg, data, tmp_path / "b", max_steps=2)
@@ -67,7 +68,7 @@ def test_resume_gives_the_same_state_as_training_straight_through(tmp_path, kind
 
 @pytest.mark.parametrize("kind", list(GeneratorKind))
 def test_sampling_is_deterministic_and_labels_are_valid(tmp_path, kind):
-    data = make_set(n=4, size=16)
+    data = make_set(n=4, size=16, pattern="brain")
     run = train_generator(tiny_config(kind, steps=2), data, tmp_path / "run").run_dir
     a = sample_generator(run, 5, seed=7, batch_size=2)
     b = sample_generator(run, 5, seed=7, batch_size=5)
@@ -89,27 +90,32 @@ def test_sampling_is_deterministic_and_labels_are_valid(tmp_path, kind):
 
 
 def test_max_images_trains_on_a_seeded_subset(tmp_path):
-    data = make_set(n=10, size=16)
-    r = train_generator(tiny_config("diffusion", steps=1, max_images=3), data, tmp_path / "run")
+    data = make_set(n=10, size=16, pattern="brain")
+    calls: list[tuple[str, int, int]] = []
+    r = train_generator(
+        tiny_config("diffusion", steps=1, max_images=3), data, tmp_path / "run", progress=lambda *c: calls.append(c)
+    )
+    assert calls == [("train", 1, 1)]
     lines = (tmp_path / "run" / runs.TRAIN_IMAGES).read_text().splitlines()
     assert r.n_train == 3 and len(lines) == 4 and lines[0] == "id,subject"
     assert {ln.split(",")[0] for ln in lines[1:]} <= set(data.ids)
 
 
 def test_max_time_stops_early(tmp_path):
-    r = train_generator(tiny_config("diffusion", steps=1000), make_set(n=4, size=16), tmp_path / "run", max_time=1e-6)
+    data = make_set(n=4, size=16, pattern="brain")
+    r = train_generator(tiny_config("diffusion", steps=1000), data, tmp_path / "run", max_time=1e-6)
     assert r.stopped_by == "max_time" and r.steps == 1
     assert _state(tmp_path / "run")["step"] == 1
 
 
 def test_input_and_usage_errors(tmp_path):
-    data = make_set(n=2, size=12)
+    data = make_set(n=2, size=12, pattern="brain")
     with pytest.raises(InputError, match="power-of-two"):
         train_generator(tiny_config("stylegan2"), data, tmp_path / "g")
     assert not (tmp_path / "g").exists()  # nothing written for invalid input
     with pytest.raises(InputError, match="divisible by 2"):
-        train_generator(tiny_config("diffusion"), make_set(n=2, size=9), tmp_path / "d")
-    ok = make_set(n=2, size=16)
+        train_generator(tiny_config("diffusion"), make_set(n=2, size=9, pattern="brain"), tmp_path / "d")
+    ok = make_set(n=2, size=16, pattern="brain")
     train_generator(tiny_config("diffusion", steps=1), ok, tmp_path / "run")
     with pytest.raises(UsageError, match="already exists"):
         train_generator(tiny_config("diffusion", steps=1), ok, tmp_path / "run")
@@ -117,9 +123,9 @@ def test_input_and_usage_errors(tmp_path):
         train_generator(None, ok, tmp_path / "x")
     assert not (tmp_path / "x").exists()
     with pytest.raises(InputError, match="resume with the same"):
-        train_generator(None, make_set(n=2, size=32), tmp_path / "run", resume=True)
+        train_generator(None, make_set(n=2, size=32, pattern="brain"), tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="does not hold the images"):
-        train_generator(None, make_set(n=2, size=16, seed=1).subset([1, 0]), tmp_path / "run", resume=True)
+        train_generator(None, make_set(n=2, size=16, seed=1, pattern="brain").subset([1, 0]), tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="is missing"):
         sample_generator(tmp_path, 2)
     with pytest.raises(UsageError, match="--n"):

@@ -41,7 +41,7 @@ def all_modes(sets):  # type: ignore[no-untyped-def]
     config = separable_config(epochs=1, seeds=(0, 1), mode="all", val_fraction=0.0)
     calls: list[tuple[int, int]] = []
     result = run_utility(
-        sets["synthetic"], sets["train"], sets["test"], config, progress=lambda d, n: calls.append((d, n))
+        sets["synthetic"], sets["train"], sets["test"], config, progress=lambda stage, d, n: calls.append((d, n))
     )
     assert calls == [(k, 6) for k in range(1, 7)]  # 3 modes x 2 seeds x 1 epoch
     return result

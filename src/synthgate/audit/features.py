@@ -65,45 +65,67 @@ def check_finite(block: np.ndarray, ids: Sequence[str], start: int, set_name: st
 
 def pearson_features(
     block: np.ndarray, channels: Sequence[int], label_channel: int | None = None,
-    work_dtype: type[np.floating[Any]] = np.float64,
 ) -> Features:
     """Pearson feature vectors of ``block``.
 
+    Centring and scaling run in float32 on torch (multi-threaded, one pass per step) with the means and norms
+    accumulated in float64; the vectors are the float32 result. Every score of the audit is defined on these
+    vectors, so the fast search and the brute-force reference agree exactly.
+
     Args:
-        block: n x C x H x W finite images.
+        block: n x C x H x W finite images (numpy, any float dtype).
         channels: channels to use (see :func:`feature_channels`).
         label_channel: the label channel (treated as described in the module docstring), or ``None``.
-        work_dtype: precision of the centring and scaling (float64 for the search; float32 is enough for the
-            alignment's FFT correlations).
 
     Returns:
         :class:`Features` with n x (len(channels) * H * W) float32 vectors.
     """
+    import torch
+
     n = block.shape[0]
     hw = int(np.prod(block.shape[2:]))
-    x = np.asarray(block[:, list(channels)], dtype=work_dtype).reshape(n, len(channels), hw)
-    mean = x.mean(axis=2, keepdims=True)
-    x = x - mean
-    norm = np.sqrt(np.einsum("ncp,ncp->nc", x, x))
-    scale = np.maximum(1.0, np.abs(mean[..., 0]))
+    x = torch.from_numpy(np.ascontiguousarray(block[:, list(channels)], dtype=np.float32)).reshape(n, len(channels), hw)
+    mean = x.sum(dim=2, dtype=torch.float64) / hw
+    x = x - mean.to(torch.float32)[..., None]
+    norm = torch.linalg.vector_norm(x, dim=2, dtype=torch.float64)
+    scale = torch.clamp(mean.abs(), min=1.0)
     const = norm <= ZERO_VARIANCE_RTOL * scale * np.sqrt(hw)
-    x = x / np.where(const, 1.0, norm)[..., None]
-    is_label = np.array([c == label_channel for c in channels])
-    # constant label channel -> unit constant vector; constant image channel -> invalid image
+    is_label = torch.tensor([c == label_channel for c in channels], dtype=torch.bool)
     label_const = const & is_label[None, :]
-    x[label_const] = 1.0 / np.sqrt(hw)
-    valid = ~(const & ~is_label[None, :]).any(axis=1)
+    valid = ~(const & ~is_label[None, :]).any(dim=1)
+    inv = torch.where(const, 0.0, 1.0 / (norm * np.sqrt(len(channels))))
+    x *= inv.to(torch.float32)[..., None]
+    if bool(label_const.any()):
+        # a constant label channel becomes the unit constant vector
+        x[label_const] = float(1.0 / np.sqrt(hw * len(channels)))
     x[~valid] = 0.0
-    x /= np.sqrt(len(channels))
-    return Features(vectors=x.reshape(n, -1).astype(np.float32, copy=False), valid=valid)
-
-
-def pearson_reference(a: np.ndarray, b: np.ndarray, channels: Sequence[int]) -> float:
-    """Channel-averaged Pearson r of two C x H x W images by the textbook formula (for tests)."""
-    rs = [float(np.corrcoef(a[c].ravel(), b[c].ravel())[0, 1]) for c in channels]
-    return float(np.mean(rs))
+    return Features(vectors=x.reshape(n, -1).numpy(), valid=valid.numpy())
 
 
 def hflip(block: np.ndarray) -> np.ndarray:
     """Mirror n x C x H x W images left-right (the StyleGAN mirror augmentation)."""
     return np.ascontiguousarray(block[..., ::-1])
+
+
+def hflip_features(vectors: np.ndarray, width: int) -> np.ndarray:
+    """The features of the mirrored images, from the features (n x d, images of side ``width``).
+
+    Centring and scaling commute with a permutation of pixels, so mirroring a feature vector equals featurising
+    the mirrored image; ``<f(q), f(hflip(b))> = <f(hflip(q)), f(b)>``, so the audit mirrors the queries and keeps
+    one cache entry per training image.
+    """
+    n = len(vectors)
+    return np.ascontiguousarray(vectors.reshape(n, -1, width)[..., ::-1].reshape(n, -1))
+
+
+def renormalise(x: Any) -> Any:
+    """Re-centre and re-scale feature images (torch, ... x C x H x W) after a warp, as :func:`pearson_features`
+    does (a channel that became constant stays zero)."""
+    import torch
+
+    c = x.shape[-3]
+    flat = x.flatten(-2)
+    flat = flat - flat.mean(dim=-1, keepdim=True)
+    norm = torch.linalg.vector_norm(flat, dim=-1, keepdim=True)
+    flat = flat / (norm * float(np.sqrt(c))).clamp_min(1e-30)
+    return flat.reshape(x.shape)

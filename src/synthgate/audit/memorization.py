@@ -11,33 +11,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from synthgate.audit.calibration import Calibration, CalibrationMethod, TwoSampleTest, calibrate, compare_to_null
 from synthgate.audit.features import feature_channels
-from synthgate.audit.matching import MatchSettings, SetScores, TrainIndex, score_queries
-from synthgate.audit.robust import make_warps
-from synthgate.audit.search import Backend
+from synthgate.audit.index import build_feature_cache
+from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries, score_queries
+from synthgate.audit.search import Backend, resolve_backend
+from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.runtime import versions
 
 logger = logging.getLogger(__name__)
-
-
-class Transform(StrEnum):
-    """Geometric transforms the search tolerates (intensity changes, noise, blur, blends need no search)."""
-
-    HFLIP = "hflip"
-    SHIFT = "shift"
-    ROTATE = "rotate"
-    ZOOM = "zoom"
-
-
-ALL_TRANSFORMS = (Transform.HFLIP, Transform.SHIFT, Transform.ROTATE, Transform.ZOOM)
 
 
 @dataclass(frozen=True)
@@ -52,7 +40,8 @@ class MemorizationConfig:
         include_label: include the label channel in the similarity.
         max_memory: memory budget in bytes for images, features and scores (the training set streams).
         backend: candidate-search backend (:class:`~synthgate.audit.search.Backend`); results do not depend on it.
-        device: torch device for the torch backends.
+        device: torch device of the feature cache, the search and the alignment.
+        cache_dir: folder for the temporary feature file when the features exceed the memory budget.
         max_shift: largest translation searched, as a fraction of the image side.
         rotations: rotation angles searched (degrees).
         scales: zoom factors searched.
@@ -66,8 +55,9 @@ class MemorizationConfig:
     transforms: tuple[Transform, ...] = ALL_TRANSFORMS
     include_label: bool = False
     max_memory: int = 2 << 30
-    backend: Backend = Backend.FAISS
+    backend: Backend = Backend.TORCH
     device: str = "cpu"
+    cache_dir: str | None = None
     max_shift: float = 0.12
     rotations: tuple[float, ...] = (-10.0, -5.0, 5.0, 10.0)
     scales: tuple[float, ...] = (0.95, 1.05)
@@ -116,30 +106,54 @@ class MemorizationResult:
     counts: dict[str, int]
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
 
     @property
     def fraction_flagged(self) -> float:
         return float(self.flagged.mean()) if len(self.flagged) else 0.0
 
 
-def plan_blocks(max_memory: int, n_channels: int, n_features: int, hw: int, flips: bool) -> tuple[int, int]:
-    """(training images per block, query images per block) that keep the working set within ``max_memory``.
+@dataclass(frozen=True)
+class Plan:
+    """Block sizes and where the feature cache lives, planned from the memory budget.
 
-    Budget: 40 % for query features (+ copies), 40 % for a training block (raw images, float64 work arrays,
-    features of images and mirrors, the backend's copy), 20 % for the query x block score matrix.
+    The budget covers the feature cache when it is held in host memory (at most 45 %), a training block being
+    read and featurised, a search block of cached features with its score matrix, a query block (features and
+    their mirrors) and an alignment block (candidate spectra and correlations).
     """
+
+    read_block: int
+    search_block: int
+    query_block: int
+    align_block: int
+    cache_budget: int
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: int, n_warps: int, k: int,
+                flips: bool, device: str = "cpu") -> Plan:
+    """A :class:`Plan` that keeps the audit's working set within ``max_memory`` bytes (host) and, on CUDA, within
+    70 % of the free device memory for the cache."""
+    d = n_compared * h * w
     m = 2 if flips else 1
-    per_query = 4 * n_features * 3 + 4 * n_channels * hw + 8 * n_features
-    per_train = 4 * n_channels * hw + 8 * n_features * 2 + m * 4 * n_features * 3
-    nq = max(1, int(0.4 * max_memory) // per_query)
-    nb = max(1, int(0.4 * max_memory) // per_train)
-    # scores: nq x (m nb) float32, twice (matmul output + topk)
-    while nq * m * nb * 8 > 0.2 * max_memory and (nb > 1 or nq > 1):
-        if nb >= nq:
-            nb = max(1, nb // 2)
-        else:
-            nq = max(1, nq // 2)
-    return nb, nq
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        cache_budget = int(0.7 * free)
+    else:
+        cache_budget = int(0.45 * max_memory)
+    work = 0.55 * max_memory
+    read_block = max(1, int(0.15 * work) // (4 * (n_channels * h * w + 3 * d)))
+    query_block = max(1, int(0.35 * work) // (4 * (n_channels * h * w + (m + 2) * d)))
+    # a block of cached features (+ bf16 copy) and the query x block scores (result + partial product)
+    search_block = max(1, int(0.3 * work) // (4 * d + 2 * d + m * query_block * 8))
+    cands = 2 * k * m + 1
+    per_align = 8 * d * (cands + 2 * max(1, n_warps)) + 8 * h * w * (cands + 6 * max(1, n_warps))
+    align_block = max(1, int(0.2 * work) // per_align)
+    return Plan(read_block, search_block, query_block, align_block, cache_budget)
 
 
 def run_memorization_audit(
@@ -171,47 +185,64 @@ def run_memorization_audit(
     if holdout is not None:
         require_nonempty(holdout, "--holdout")
         check_compatible(train, holdout, "--train", "--holdout")
+    import time
+
     c, h, w = train.shape
     channels = feature_channels(c, train.label_channel, config.include_label)
     if not channels:
         raise InputError("--train has no image channel to compare (only a label channel)")
     flips = Transform.HFLIP in config.transforms
-    nb, nq = plan_blocks(config.max_memory, c, len(channels) * h * w, h * w, flips)
-    subjects = train.subject_ids
-    code = {s: i for i, s in enumerate(subjects)}
-    groups = np.array([code[s] for s in train.subjects], dtype=np.int64)
-    index = TrainIndex(train, channels, train.label_channel, flips, nb, groups)
     geometric = {Transform.SHIFT, Transform.ROTATE, Transform.ZOOM} & set(config.transforms)
     warps = make_warps(config.rotations if Transform.ROTATE in geometric else (),
                        config.scales if Transform.ZOOM in geometric else ()) if geometric else ()
     max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
-    settings = MatchSettings(config.k, config.backend, config.device, warps, max_shift, nq)
-    logger.info("audit: %d train (blocks of %d), %d synthetic (blocks of %d), %d warps, shifts <= %d px",
-                len(train), nb, len(synthetic), nq, len(warps), max_shift)
+    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device)
+    backend = resolve_backend(config.backend, config.device)
+    settings = MatchSettings(config.k, backend, config.device, flips, warps, max_shift, plan.query_block,
+                             plan.align_block)
+    subjects = train.subject_ids
+    code = {s: i for i, s in enumerate(subjects)}
+    groups = np.array([code[s] for s in train.subjects], dtype=np.int64)
+    logger.info("audit: %d train, %d synthetic; plan %s; %d warps, shifts <= %d px", len(train), len(synthetic),
+                plan, len(warps), max_shift)
 
     def stage(name: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(name, d, t))
 
-    syn = score_queries(synthetic, index, settings, "--synthetic", progress=stage("synthetic"))
-    if holdout is not None:
-        null = score_queries(holdout, index, settings, "--holdout", progress=stage("holdout"))
-        method, null_name, null_ids = CalibrationMethod.HOLDOUT_QUANTILE, "holdout", holdout.ids
-    else:
-        if len(subjects) < 2 and config.threshold is None:
-            raise InputError(
-                "--train holds one subject, so no subject-disjoint null exists; give --holdout or --threshold"
-            )
-        rows = np.arange(len(train))
-        if len(rows) > config.max_null:
-            rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.max_null, replace=False))
-        if len(subjects) >= 2:
-            null = score_queries(train, index, settings, "--train", rows=rows, query_groups=groups,
-                                 progress=stage("null"))
+    def scored(name: str) -> Callable[[str, int, int], None] | None:
+        return None if progress is None else (lambda _step, d, t: progress(name, d, t))
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with build_feature_cache(train, channels, groups, plan.read_block, plan.cache_budget, config.device,
+                             config.cache_dir, progress=stage("features")) as cache:
+        seconds["features"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        syn = score_queries(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),
+                            cache, settings, scored("synthetic"))
+        seconds["synthetic"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if holdout is not None:
+            null = score_queries(image_queries(holdout, channels, plan.query_block, "--holdout"), len(holdout),
+                                 cache, settings, scored("holdout"))
+            method, null_name, null_ids = CalibrationMethod.HOLDOUT_QUANTILE, "holdout", holdout.ids
         else:
-            null = score_queries(train, index, settings, "--train", rows=rows[:0])
-        method, null_name = CalibrationMethod.TRAIN_SUBJECT_DISJOINT, "train (other subjects)"
-        null_ids = tuple(train.ids[i] for i in rows)
-    train_zero = _count_zero_variance(train, channels, nb)
+            if len(subjects) < 2 and config.threshold is None:
+                raise InputError(
+                    "--train holds one subject, so no subject-disjoint null exists; give --holdout or --threshold"
+                )
+            rows = np.arange(len(train))
+            if len(rows) > config.max_null:
+                rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.max_null, replace=False))
+            if len(subjects) < 2:
+                rows = rows[:0]
+            null = score_queries(cached_queries(cache, rows, plan.query_block), len(rows), cache, settings,
+                                 scored("null"))
+            method, null_name = CalibrationMethod.TRAIN_SUBJECT_DISJOINT, "train (other subjects)"
+            null_ids = tuple(train.ids[i] for i in rows)
+        seconds["null"] = time.perf_counter() - t0
+        train_zero = int((~cache.valid).sum())
+        cache_where = cache.where
     if train_zero:
         logger.warning("%d training images have zero variance in a compared channel; they cannot be matched",
                        train_zero)
@@ -230,26 +261,25 @@ def run_memorization_audit(
         "null": int(np.isfinite(null.score).sum()),
         "null_zero_variance": int((~null.valid).sum()),
         "exhaustive_fallbacks": syn.n_fallback + null.n_fallback,
+        "pairs_scored_exactly": syn.n_exact + null.n_exact,
     }
     settings_json = config.to_json() | {
+        "backend": str(backend),
         "channels_compared": [train.channels[i] for i in channels],
-        "train_block": nb,
-        "query_block": nq,
+        "plan": plan.to_json(),
+        "feature_cache": cache_where,
         "max_shift_px": max_shift,
+        "warps": len(warps),
         "similarity": "mean over channels of Pearson r; best over mirror, shift, rotation and zoom",
     }
+    for name, sc in (("synthetic", syn), ("null", null)):
+        for step, sec in sc.seconds.items():
+            seconds[f"{name}_{step}"] = sec
     return MemorizationResult(
         config=config, synthetic=syn, null=null, null_name=null_name, null_ids=tuple(null_ids), calibration=cal,
         flagged=flagged, train_subjects=subjects, leaked_subjects=leaked, test=test, counts=counts,
-        settings=settings_json, versions=_versions(),
+        settings=settings_json, versions=_versions(), seconds=seconds,
     )
-
-
-def _count_zero_variance(s: ImageSet, channels: tuple[int, ...], block: int) -> int:
-    """Images of ``s`` that no search can match (a compared image channel is constant)."""
-    from synthgate.audit.matching import valid_images
-
-    return sum(int((~valid_images(b, channels, s.label_channel)).sum()) for _, b in s.iter_blocks(block))
 
 
 def _versions() -> dict[str, str | None]:

@@ -96,7 +96,7 @@ def matches_rows(result: MemorizationResult, train: ImageSet, synthetic: ImageSe
             t,
             f"{s.pixel_score[i]:.6f}" if ok else "",
             train.ids[p] if ok else "",
-            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", str(int(s.shift_y[i])), str(int(s.shift_x[i])),
+            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
         ])
     return rows
 

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from synthgate.audit.search import Backend
-from synthgate.cli.audit import app
+from synthgate import pipeline
+from synthgate.audit.memorization import MemorizationConfig
+from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     ALL_TRANSFORMS,
@@ -23,7 +24,6 @@ from synthgate.cli.options import (
 )
 
 
-@app.command("memorization")
 @handle_errors
 def memorization(
     train: Annotated[Path, typer.Option("--train", help="Training set (slice store, image folder or BraTS folder).")],
@@ -40,23 +40,21 @@ def memorization(
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
     max_memory: MaxMemory = 2 << 30,
-    backend: BackendOpt = Backend.FAISS,
+    backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
     overwrite: Overwrite = False,
     json_out: Json = False,
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
     matches.csv, summary.json, report.html."""
-    from synthgate import pipeline
-    from synthgate.audit.memorization import MemorizationConfig
 
     dev = resolve_device(device)
-    be = Backend.TORCH if backend is Backend.FAISS and dev != "cpu" else backend
+    be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev)
-    with progress_bar("memorization audit") as advance:
+    with progress_bar("memorization audit") as progress:
         stage = pipeline.audit_memorization(train, synthetic, holdout, out, config, overwrite=overwrite,
-                                            progress=lambda name, d, t: advance(d, t, rate=name))
+                                            progress=progress)
     result = stage.result
     if json_out:
         print_json(stage.to_json())

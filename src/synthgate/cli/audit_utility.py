@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from synthgate.cli.audit import app
-from synthgate.cli.common import handle_errors, out, print_json, progress_bar, say
+from synthgate import pipeline
+from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
 from synthgate.segment.models import Net
-from synthgate.segment.utility import Mode, UtilityPreset
+from synthgate.segment.report import table_rows
+from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset
 
 
-@app.command("utility")
 @handle_errors
 def utility(
     real_train: Annotated[Path, typer.Option("--real-train", help="Real training set (store or folder).")],
@@ -57,10 +57,6 @@ def utility(
 ) -> None:
     """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
     utility.json, utility.png and the report fragment to --out."""
-    from synthgate import pipeline
-    from synthgate.cli.common import resolve_device
-    from synthgate.segment.report import table_rows
-    from synthgate.segment.utility import UtilityConfig
 
     config = UtilityConfig.preset(
         preset,
@@ -78,9 +74,9 @@ def utility(
         import torch
 
         torch.set_num_threads(threads)
-    with progress_bar("utility: training epochs") as advance:
+    with progress_bar("utility: training epochs") as progress:
         stage = pipeline.audit_utility(synthetic, real_train, real_test, out_dir, config, device=dev,
-                                       overwrite=overwrite, progress=lambda d, t: advance(d, total=t))
+                                       overwrite=overwrite, progress=progress)
     result = stage.result
     if as_json:
         print_json(stage.to_json())

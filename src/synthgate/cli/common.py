@@ -24,6 +24,7 @@ from rich.text import Text
 
 from synthgate.cli.options import Device
 from synthgate.errors import ExitCode, SynthgateError, UsageError
+from synthgate.runtime import Progress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,10 +117,11 @@ def progress_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(done, total=None)``: a rich progress bar on terminals, a no-op elsewhere."""
+def progress_bar(description: str) -> Iterator[Progress]:
+    """Yield a library ``progress(stage, done, total)`` callback drawn as a rich progress bar on terminals (the
+    stage beside the bar), a no-op elsewhere."""
     if not progress_enabled():
-        yield lambda *a, **k: None
+        yield lambda stage, done, total: None
         return
     from rich.progress import (
         BarColumn,
@@ -134,15 +136,15 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[stage]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as prog:
-        task = prog.add_task(description, total=total, rate="")
+        task = prog.add_task(description, total=None, stage="")
 
-        def update(done: int, total: int | None = None, rate: str = "") -> None:
-            prog.update(task, completed=done, total=total, rate=rate)
+        def update(stage: str, done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total, stage=stage)
 
         yield update

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from synthgate import pipeline
 from synthgate.cli.common import handle_errors, print_json, print_row, progress_bar, say
 from synthgate.cli.options import (
     DtypeOpt,
@@ -20,7 +21,10 @@ from synthgate.cli.options import (
     SlicesOpt,
 )
 from synthgate.data.config import Normalisation, OnError, SliceSelection
-from synthgate.data.store import StoreDtype
+from synthgate.data.ingest import IngestConfig
+from synthgate.data.phantom import write_phantom_cohort
+from synthgate.data.readers import load_set
+from synthgate.data.store import StoreDtype, write_store
 from synthgate.errors import UsageError
 
 app = typer.Typer(
@@ -61,17 +65,14 @@ def ingest(
     as_json: Json = False,
 ) -> None:
     """Slice a BraTS-style cohort into slice stores split by subject; --out receives train/, holdout/, test/."""
-    from synthgate import pipeline
-    from synthgate.data.ingest import IngestConfig
 
     config = IngestConfig(
         size=size, normalisation=normalisation, min_brain_fraction=min_brain, slices=slices,
         split=parse_floats(split, 3, "--split"),  # type: ignore[arg-type]
         seed=seed, labels=labels.convention(), dtype=dtype,
     )
-    with progress_bar("ingest subjects") as advance:
-        result = pipeline.ingest(cohort, out_dir, config, on_error=on_error, overwrite=overwrite,
-                                 progress=lambda d, t: advance(d, t))
+    with progress_bar("ingest subjects") as progress:
+        result = pipeline.ingest(cohort, out_dir, config, on_error=on_error, overwrite=overwrite, progress=progress)
     if as_json:
         print_json(result.to_json())
         return
@@ -96,7 +97,6 @@ def phantom(
 ) -> None:
     """Write the built-in phantom cohort into --out: procedural brains with tumours in 4 sequences (BraTS-2021
     style NIfTI)."""
-    from synthgate.data.phantom import write_phantom_cohort
 
     dims = parse_floats(shape, 3, "--shape")
     if any(d != int(d) for d in dims):
@@ -115,7 +115,6 @@ def info(
     as_json: Json = False,
 ) -> None:
     """Describe an image set: size, channels, subjects, label map."""
-    from synthgate.data.readers import load_set
 
     s = load_set(path, on_error=on_error)
     _, h, w = s.shape
@@ -148,9 +147,6 @@ def convert(
     overwrite: Overwrite = False,
 ) -> None:
     """Write any set as one slice store at --out (no split), e.g. a folder of PNG or .npy images."""
-    from synthgate.data.ingest import IngestConfig
-    from synthgate.data.readers import load_set
-    from synthgate.data.store import write_store
 
     s = load_set(path, ingest=IngestConfig(size=size), on_error=on_error)
     write_store(s, out_dir, dtype=dtype, overwrite=overwrite)

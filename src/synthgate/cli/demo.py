@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from synthgate.cli.common import handle_errors, out, print_json, say
+from synthgate.cli.common import handle_errors, out, print_json, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
 from synthgate.demo import DemoResult, Scenario
 
@@ -43,7 +43,6 @@ def register(app: typer.Typer) -> None:
         Exit codes: 0 the gate released and the bundle verified; 3 the gate refused (no bundle); 4 the released
         bundle failed verification.
         """
-        from synthgate.cli.common import resolve_device
         from synthgate.demo import DemoConfig, run_demo
 
         dev = resolve_device(device)

@@ -14,6 +14,8 @@ from synthgate.data.store import StoreDtype
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.presets import Preset
+from synthgate.generators.registry import preset
+from synthgate.generators.runs import open_run
 
 app = typer.Typer(
     help="Train a diffusion model or a StyleGAN2-class GAN on a slice store, and sample synthetic stores.",
@@ -23,7 +25,6 @@ app = typer.Typer(
 
 
 def _load_config(kind: GeneratorKind, config_file: Path | None, preset_name: Preset) -> TrainConfig:
-    from synthgate.generators.registry import preset
 
     if config_file is None:
         return preset(kind, preset_name)
@@ -76,7 +77,6 @@ def train(
     """Train a generator; writes the run directory --out: config.json, checkpoint.pt, log.jsonl, PNG sample
     grids, and with --monitor the memorization curve (monitor.json, monitor.png)."""
     from synthgate import pipeline
-    from synthgate.generators.loop import TrainProgress
     from synthgate.generators.monitor import MonitorConfig
 
     dev = resolve_device(device)
@@ -86,21 +86,14 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images
     )
     if resume:
-        from synthgate.generators.runs import open_run
-
         cfg = open_run(run_out).config  # a resumed run keeps its own configuration
     if cfg.kind is not kind:
         raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     watch = None if monitor is None else MonitorConfig(every=monitor_every, stop_on=stop_on, seed=cfg.seed)
-    with progress_bar(f"training {kind}", total=max_steps or cfg.steps) as advance:
-
-        def report(p: TrainProgress) -> None:
-            loss = next(iter(p.losses.values()), float("nan"))
-            advance(p.step, total=p.total, rate=f"{p.images_per_s:.1f} img/s  loss {loss:.4f}")
-
+    with progress_bar(f"training {kind}") as progress:
         stage = pipeline.train(
             cfg, data, run_out, device=dev, max_steps=max_steps, max_time=max_time, resume=resume,
-            overwrite=overwrite, monitor=watch, holdout=monitor, progress=report,
+            overwrite=overwrite, monitor=watch, holdout=monitor, progress=progress,
         )
     if as_json:
         print_json(stage.to_json())
@@ -144,11 +137,10 @@ def sample(
     from synthgate import pipeline
 
     dev = resolve_device(device)
-    with progress_bar("sampling", total=n) as advance:
+    with progress_bar("sampling") as progress:
         stage = pipeline.sample(
             run, n, store_out, seed=seed, device=dev, batch_size=batch_size, sample_steps=sample_steps,
-            truncation=truncation, dtype=dtype, overwrite=overwrite,
-            progress=lambda done, total: advance(done, total=total),
+            truncation=truncation, dtype=dtype, overwrite=overwrite, progress=progress,
         )
     if as_json:
         print_json(stage.to_json())

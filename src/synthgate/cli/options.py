@@ -21,9 +21,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperOption
 
-from synthgate.audit import memorization
-from synthgate.audit.memorization import Transform
 from synthgate.audit.search import Backend
+from synthgate.audit.transforms import ALL_TRANSFORMS as AUDIT_TRANSFORMS
+from synthgate.audit.transforms import Transform
 from synthgate.data.config import Normalisation, OnError, SliceSelection
 from synthgate.data.labels import LabelConvention
 from synthgate.data.store import StoreDtype
@@ -78,14 +78,14 @@ class Transforms(tuple[Transform, ...]):
         return ",".join(self) or "none"
 
 
-ALL_TRANSFORMS = Transforms(memorization.ALL_TRANSFORMS)
+ALL_TRANSFORMS = Transforms(AUDIT_TRANSFORMS)
 
 
 def parse_transforms(text: str) -> Transforms:
     """``"hflip,shift"`` -> the transforms; ``"none"`` -> no transform (pixel Pearson only).
 
     Raises:
-        UsageError: a name that is not a :class:`~synthgate.audit.memorization.Transform`.
+        UsageError: a name that is not a :class:`~synthgate.audit.transforms.Transform`.
     """
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["none"]:

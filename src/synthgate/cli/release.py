@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.text import Text
 
+from synthgate import pipeline
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
 from synthgate.cli.options import Json, Out, Overwrite
 from synthgate.errors import IntegrityError, UsageError
-
-if TYPE_CHECKING:
-    from synthgate.release.gate import GateDecision
-    from synthgate.release.verify import VerifyResult
+from synthgate.release.gate import GateDecision, ReleaseRefused
+from synthgate.release.policy import ReleasePolicy, load_policy, write_policy_template
+from synthgate.release.publish import publish_bundle
+from synthgate.release.verify import VerifyResult
 
 app = typer.Typer(
     help="Gate a synthetic set on its audits and write, verify and publish the release bundle.",
@@ -54,7 +55,6 @@ def policy(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --init file.")] = False,
 ) -> None:
     """Write the default release policy, or check one."""
-    from synthgate.release.policy import load_policy, write_policy_template
 
     if (init is None) == (check is None):
         raise UsageError("give exactly one of --init FILE (write the defaults) or --check FILE")
@@ -81,9 +81,6 @@ def build(
 ) -> None:
     """Evaluate the gate; on a pass write the bundle (a BagIt bag) at --out, on a refusal exit 3 with every
     failing check."""
-    from synthgate import pipeline
-    from synthgate.release.gate import ReleaseRefused
-    from synthgate.release.policy import ReleasePolicy, load_policy
 
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
@@ -115,7 +112,6 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Check a bundle: BagIt checksums, HF round trip, NIfTI geometry, and with --train a re-audit (exit 4)."""
-    from synthgate import pipeline
 
     result = pipeline.verify(bundle, train=train)
     if as_json:
@@ -139,7 +135,6 @@ def publish(
     ] = None,
 ) -> None:
     """Verify the bundle, then upload its payload to a Hugging Face dataset repository."""
-    from synthgate.release.publish import publish_bundle
 
     result = publish_bundle(bundle, repo_id, private=private, token=token)
     say(f"published {result.verification.n_images} images to {result.url}", to=out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +35,7 @@ from synthgate.data.labels import BRATS2021, LabelMap
 from synthgate.data.slicing import normalise_volume, slice_subject
 from synthgate.data.store import StoreWriter
 from synthgate.errors import InputError
+from synthgate.runtime import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class SlicedSubject:
 
 
 def iter_sliced_subjects(plan: CohortPlan, config: IngestConfig, on_error: OnError, skipped: list[Skipped],
-                         progress: Callable[[int, int], None] | None = None) -> Iterator[SlicedSubject]:
+                         progress: Progress | None = None) -> Iterator[SlicedSubject]:
     """Load, validate and slice the plan's subjects one at a time.
 
     An invalid subject raises, or with ``on_error="skip"`` is appended to ``skipped`` and passed over.
@@ -150,11 +151,11 @@ def iter_sliced_subjects(plan: CohortPlan, config: IngestConfig, on_error: OnErr
         img, z = slice_subject(vol, plan.sequences, config, plan.has_label)
         yield SlicedSubject(sf.subject, img, z, vol.spacing)
         if progress:
-            progress(i + 1, len(plan.subjects))
+            progress("ingest", i + 1, len(plan.subjects))
 
 
 def slice_cohort(cohort: Path, config: IngestConfig, on_error: OnError = OnError.RAISE,
-                 progress: Callable[[int, int], None] | None = None) -> ImageSet:
+                 progress: Progress | None = None) -> ImageSet:
     """Slice a whole cohort into one in-memory set (no split); for ingest into stores use :func:`ingest_cohort`."""
     plan = plan_cohort(Path(cohort), config)
     skipped: list[Skipped] = []
@@ -206,7 +207,7 @@ class IngestResult:
 
 def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | None = None, *,
                   on_error: OnError | str = OnError.RAISE, overwrite: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> IngestResult:
+                  progress: Progress | None = None) -> IngestResult:
     """Ingest ``cohort`` into ``out/{train,holdout,test}`` slice stores plus ``out/ingest.json``.
 
     Subjects stream one at a time, so memory holds one subject. The output folder appears whole or not at all.

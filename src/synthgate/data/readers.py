@@ -12,7 +12,6 @@ import gzip
 import logging
 import os
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from synthgate.data.imageset import ImageSet, Skipped
 from synthgate.data.ingest import slice_cohort
 from synthgate.data.store import is_store, read_store
 from synthgate.errors import InputError
+from synthgate.runtime import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,14 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
 
 
-def validate_array(arr: np.ndarray, where: str, allow_constant: bool = False) -> None:
+def validate_array(arr: np.ndarray, where: str) -> None:
     """Raise :class:`InputError` for NaN/Inf values or an all-constant image."""
     if not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{where}: not numeric image data (dtype {arr.dtype})")
     finite = np.isfinite(arr)
     if not finite.all():
         raise InputError(f"{where}: {int((~finite).sum())} NaN/Inf values; fix or remove the file")
-    if not allow_constant and arr.size and float(arr.max()) == float(arr.min()):
+    if arr.size and float(arr.max()) == float(arr.min()):
         raise InputError(f"{where}: all values are {float(arr.min()):g} (a constant image); fix or remove the file")
 
 
@@ -170,7 +170,7 @@ def load_set(
     ingest: IngestConfig | None = None,
     on_error: OnError | str = OnError.RAISE,
     mmap: bool = True,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """Load any image-set input of DESIGN.md.
 
@@ -179,7 +179,7 @@ def load_set(
         ingest: slicing settings for a BraTS folder (defaults of :class:`IngestConfig` when ``None``).
         on_error: ``"raise"`` stops at the first invalid file; ``"skip"`` skips it and lists it in ``skipped``.
         mmap: keep a store's images on disk.
-        progress: called with (done, total) subjects while slicing a BraTS folder.
+        progress: called as ``progress("ingest", done, total)`` over the subjects of a BraTS folder.
 
     Raises:
         InputError: missing, invalid or empty input (exit 5).

@@ -26,25 +26,24 @@ from synthgate.generators.config import (
 )
 from synthgate.generators.presets import Preset
 from synthgate.generators.registry import GENERATORS, GeneratorSpec, generator_spec, preset
+from synthgate.runtime import lazy_exports
 
 if TYPE_CHECKING:
-    from synthgate.generators.loop import TrainProgress, TrainResult, train_generator
+    from synthgate.generators.loop import TrainResult, train_generator
     from synthgate.generators.sample import sample_generator
 
-_LAZY = {
-    "train_generator": "synthgate.generators.loop",
-    "TrainResult": "synthgate.generators.loop",
-    "TrainProgress": "synthgate.generators.loop",
-    "sample_generator": "synthgate.generators.sample",
-}
+_lazy = lazy_exports(
+    __name__,
+    {
+        "train_generator": "synthgate.generators.loop",
+        "TrainResult": "synthgate.generators.loop",
+        "sample_generator": "synthgate.generators.sample",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _lazy(name)
 
 
 __all__ = [
@@ -57,7 +56,6 @@ __all__ = [
     "Schedule",
     "StyleGAN2Config",
     "TrainConfig",
-    "TrainProgress",
     "TrainResult",
     "generator_spec",
     "preset",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,6 @@ def grid_image(
 
 def save_grid(path: Path, images: np.ndarray, label_channel: int | None, label_values: tuple[int, ...]) -> Path:
     """Write :func:`grid_image` as a PNG (atomically) and return the path."""
-    import io
-
     from PIL import Image
 
     buf = io.BytesIO()

@@ -10,7 +10,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +26,7 @@ from synthgate.generators.grid import save_grid
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.trainers import Trainer
+from synthgate.runtime import Progress
 
 if TYPE_CHECKING:
     from synthgate.generators.monitor import MemorizationMonitor, MonitorConfig
@@ -33,17 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GRID_SEEDS = tuple(range(8))
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """Reported after every step to the ``progress`` callback."""
-
-    step: int
-    total: int
-    losses: dict[str, float]
-    images_per_s: float
-    elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -133,7 +123,7 @@ def train_generator(
     max_steps: int | None = None,
     max_time: float | None = None,
     resume: bool = False,
-    progress: Callable[[TrainProgress], None] | None = None,
+    progress: Progress | None = None,
     overwrite: bool = False,
     monitor: MonitorConfig | None = None,
     holdout: ImageSet | None = None,
@@ -149,7 +139,7 @@ def train_generator(
         max_steps: stop once this many steps (in total, resumed steps included) are done.
         max_time: stop after this many seconds of this call.
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
-        progress: called after every step.
+        progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
         overwrite: replace an existing run directory.
         monitor: audit fixed-seed batches for memorization while training (:mod:`synthgate.generators.monitor`).
         holdout: real images of subjects not in ``data``; calibrates the monitor's audit.
@@ -230,7 +220,7 @@ def train_generator(
         if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
             grids.append(_grid(out, trainer, spec, step))
         if progress is not None:
-            progress(TrainProgress(step, total, losses, ips, elapsed))
+            progress("train", step, total)
         if mon is not None and mon.after_step(
             step, total, functools.partial(_samples, trainer, spec),
             functools.partial(_checkpoint, out, trainer, gen, step),

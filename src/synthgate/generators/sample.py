@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from synthgate.errors import UsageError
 from synthgate.generators import runs
 from synthgate.generators.monitor import read_monitor
 from synthgate.generators.registry import build_trainer
+from synthgate.runtime import Progress
 
 
 def sample_seeds(n: int, seed: int) -> np.ndarray:
@@ -31,7 +32,7 @@ def sample_generator(
     seeds: Sequence[int] | None = None,
     sample_steps: int | None = None,
     truncation: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """Generate ``n`` images from the EMA weights of a run's latest checkpoint.
 
@@ -49,7 +50,7 @@ def sample_generator(
         seeds: explicit per-sample seeds (to regenerate given images).
         sample_steps: DDIM steps (diffusion; default the run's config).
         truncation: truncation psi (stylegan2; default the run's config).
-        progress: called as ``progress(done, total)`` after every batch.
+        progress: called as ``progress("sample", done, total)`` after every batch.
 
     Raises:
         UsageError: ``n`` or ``batch_size`` below 1, or bad sampling options.
@@ -82,7 +83,7 @@ def sample_generator(
             x = trainer.sample(chunk, sample_steps=sample_steps, truncation=truncation)
         out[start : start + len(chunk)] = codec.decode(x.float().cpu().numpy())
         if progress is not None:
-            progress(start + len(chunk), total)
+            progress("sample", start + len(chunk), total)
     kind = str(run.config.kind)
     generator_meta = {
         "kind": kind,

@@ -32,6 +32,7 @@ from synthgate.release.policy import ReleasePolicy
 from synthgate.release.privacy import private_strings, scan_files
 from synthgate.release.provenance import build_provenance, manifest_hash
 from synthgate.release.report import report_html, report_json
+from synthgate.runtime import optional_import
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +136,7 @@ def build_release(
 
 
 def _make_bag(folder: Path) -> None:
-    import bagit
-
+    bagit = optional_import("bagit")
     bagit.make_bag(
         str(folder),
         bag_info={

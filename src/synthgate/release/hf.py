@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from synthgate.release.payload import ReleaseImages
+from synthgate.runtime import optional_import
 
 SHARD_GLOB = "data/train-*.parquet"
 
 
 def hf_features(r: ReleaseImages) -> Any:
     """The ``datasets.Features`` of a release."""
-    import datasets
-
+    datasets = optional_import("datasets")
     _, c, h, w = r.images.shape
     feats: dict[str, Any] = {
         "id": datasets.Value("string"),
@@ -39,8 +39,7 @@ def hf_features(r: ReleaseImages) -> Any:
 @contextlib.contextmanager
 def quiet_datasets() -> Iterator[None]:
     """No ``datasets`` progress bars (they would write to the CLI's stderr) inside the block."""
-    from datasets.utils import logging as ds_logging
-
+    ds_logging = optional_import("datasets.utils.logging")
     was_enabled = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
@@ -52,8 +51,7 @@ def quiet_datasets() -> Iterator[None]:
 
 def write_parquet_shards(r: ReleaseImages, payload: Path, rows_per_shard: int = 1000) -> tuple[Path, ...]:
     """Write ``data/train-XXXXX-of-YYYYY.parquet`` under ``payload`` and return their paths."""
-    import datasets
-
+    datasets = optional_import("datasets")
     feats = hf_features(r)
     n = len(r)
     n_shards = max(1, math.ceil(n / rows_per_shard))
@@ -78,8 +76,7 @@ def write_parquet_shards(r: ReleaseImages, payload: Path, rows_per_shard: int = 
 
 def load_hf_payload(payload: Path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray | None]:
     """Load the payload with ``datasets.load_dataset`` (a private cache) and return ids, images, labels."""
-    import datasets
-
+    datasets = optional_import("datasets")
     with tempfile.TemporaryDirectory(prefix="synthgate-hf-") as cache, quiet_datasets():
         ds = datasets.load_dataset(str(payload), split="train", cache_dir=cache)
         ds = ds.with_format("numpy")

@@ -18,6 +18,7 @@ from typing import Any
 from synthgate.errors import IntegrityError, UsageError
 from synthgate.release.bundle import PAYLOAD, PROVENANCE
 from synthgate.release.verify import VerifyResult, verify_bundle
+from synthgate.runtime import optional_import
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ def publish_bundle(
         reasons = "; ".join(f"{c.name}: {c.detail}" for c in result.failed)
         raise IntegrityError(f"{bundle} does not verify, refusing to publish: {reasons}")
     if api is None:
-        from huggingface_hub import HfApi
-
+        HfApi = optional_import("huggingface_hub").HfApi
         api = HfApi(token=token)
     payload = Path(bundle) / PAYLOAD
     gated = _gating(payload)

@@ -23,6 +23,7 @@ from synthgate.release.checks import Check
 from synthgate.release.hf import load_hf_payload
 from synthgate.release.nnunet import read_nnunet
 from synthgate.release.reaudit import reaudit_bundle
+from synthgate.runtime import optional_import
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ class VerifyResult:
 
 
 def _bagit_check(path: Path) -> Check:
-    import bagit
-
+    bagit = optional_import("bagit")
     try:
         bag = bagit.Bag(str(path))
         bag.validate()

@@ -11,7 +11,7 @@ and are the reference the accumulator is tested against.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ import numpy as np
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError
+from synthgate.runtime import Progress
 from synthgate.segment.data import SegmentationData
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def evaluate_subjects(
     test: ImageSet,
     device: str = "cpu",
     batch_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     check_labels: bool = True,
 ) -> list[SubjectDice]:
     """Dice per subject of ``model`` on a labelled test set (its slices restacked by subject).
@@ -167,7 +168,7 @@ def evaluate_subjects(
             x, y = data.batch(idx)
             acc.update(predict_masks(model, x, device), y, test.subjects[start : start + len(idx)])
             if progress is not None:
-                progress(int(idx[-1]) + 1, len(test))
+                progress("evaluate", int(idx[-1]) + 1, len(test))
     finally:
         model.train(was_training)
     return acc.result()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synthgate.errors import UsageError
+from synthgate.runtime import Progress
 from synthgate.segment.data import SegmentationData
 from synthgate.segment.evaluate import dice_from_counts, predict_masks
 from synthgate.segment.models import Net, build_model, check_size
@@ -169,7 +170,7 @@ def train_segmenter(
     config: SegmentTrainConfig,
     seed: int = 0,
     device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train ``config.net`` on ``data`` and return it with the best validation checkpoint loaded.
 
@@ -178,7 +179,7 @@ def train_segmenter(
         config: training settings.
         seed: seeds the weights, the split, the batch order and the augmentations.
         device: where the network trains.
-        progress: called with ``(epochs done, epochs)`` after each epoch.
+        progress: called as ``progress("segment", epochs done, epochs)`` after each epoch.
 
     Raises:
         UsageError: the images do not fit the network.
@@ -242,7 +243,7 @@ def train_segmenter(
         history.append(row)
         logger.debug("epoch %d: %s", epoch, row)
         if progress is not None:
-            progress(epoch, config.epochs)
+            progress("segment", epoch, config.epochs)
     seconds = time.perf_counter() - t0
     best_epoch, best_val = config.epochs, None
     if best is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 from synthgate.data.imageset import ImageSet, check_compatible
 from synthgate.data.labels import REGIONS
 from synthgate.errors import InputError, UsageError
-from synthgate.runtime import versions
+from synthgate.runtime import Progress, versions
 from synthgate.segment.data import SegmentationData, check_labelled
 from synthgate.segment.evaluate import SubjectDice, check_slice_order, evaluate_subjects
 from synthgate.segment.models import Net, check_size
@@ -194,7 +194,7 @@ def run_utility(
     real_test: ImageSet,
     config: UtilityConfig | None = None,
     device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> UtilityResult:
     """Run the utility audit.
 
@@ -204,7 +204,7 @@ def run_utility(
         real_test: labelled real test slices of subjects disjoint from ``real_train``.
         config: settings (default: the ``quick`` preset).
         device: where networks train and predict.
-        progress: called with ``(epochs done, epochs in total)`` over all modes and seeds.
+        progress: called as ``progress("utility", epochs done, epochs in total)`` over all modes and seeds.
 
     Returns:
         Dice per subject, mean and sd per mode and region, and the synthetic/real and mixed/real ratios.
@@ -233,9 +233,9 @@ def run_utility(
         rows: list[tuple[int, SubjectDice]] = []
         for seed in config.seeds:
 
-            def tick(epoch: int, _epochs: int, base: int = done) -> None:
+            def tick(_stage: str, epoch: int, _epochs: int, base: int = done) -> None:
                 if progress is not None:
-                    progress(base + epoch, total)
+                    progress("utility", base + epoch, total)
 
             trained = train_segmenter(data, config.train, seed=seed, device=device, progress=tick)
             done += config.train.epochs

@@ -1,0 +1,160 @@
+"""Alignment: the best Pearson r of each query with its candidates over shifts, rotations and zooms, batched.
+
+For a block of queries at once, on the torch device of the feature cache:
+
+1. every (query, candidate) pair is correlated at every shift up to ``max_shift`` by FFT: the circular
+   cross-correlation of the Pearson feature images is the channel-averaged Pearson r of the pair at each shift
+   (brain slices have a dark background, so the wrap-around is background);
+2. the ``refine`` best candidates of each query are correlated again with the query warped back by every
+   rotation / zoom of the grid (``grid_sample``), then re-normalised.
+
+The identity is in the grid, so an alignment never scores below the unaligned pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from synthgate.audit.features import renormalise
+from synthgate.audit.transforms import Warp, forward_shift, warp_views
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Best alignment of each query (arrays of length n).
+
+    Attributes:
+        score: float64 Pearson r at the best alignment (-inf without candidates).
+        entry: the index entry of the best candidate (-1 without candidates).
+        angle_deg, scale, shift_y, shift_x: the forward transform (training -> synthetic) of the match, in the
+            conventions of :mod:`synthgate.audit.transforms` (the shift in pixels, not always whole: it is whole
+            in the frame of the warped query).
+    """
+
+    score: np.ndarray
+    entry: np.ndarray
+    angle_deg: np.ndarray
+    scale: np.ndarray
+    shift_y: np.ndarray
+    shift_x: np.ndarray
+
+
+def _window(corr: Any, max_shift: int) -> Any:
+    """... x S x S window of circular correlations (S = 2 s + 1, shift -s first) from ... x H x W."""
+    import torch
+
+    h, w = corr.shape[-2:]
+    sy, sx = min(max_shift, (h - 1) // 2), min(max_shift, (w - 1) // 2)
+    rows = torch.cat([corr[..., h - sy :, :], corr[..., : sy + 1, :]], dim=-2) if sy else corr[..., :1, :]
+    return torch.cat([rows[..., w - sx :], rows[..., : sx + 1]], dim=-1) if sx else rows[..., :1]
+
+
+def _best_shift(fq: Any, fc: Any, spec: str, shape: tuple[int, int], max_shift: int) -> tuple[Any, Any]:
+    """(max over the shift window, flat argmax in the window) of the correlations ``einsum(spec)``."""
+    import torch
+
+    prod = torch.einsum(spec, fq.conj(), fc)
+    win = _window(torch.fft.irfft2(prod, s=shape), max_shift)
+    best, arg = win.flatten(-2).max(dim=-1)
+    return best, arg
+
+
+def align_block(
+    queries: Any,
+    query_valid: np.ndarray,
+    entries: np.ndarray,
+    read_entries: Callable[[np.ndarray], Any],
+    warps: tuple[Warp, ...],
+    max_shift: int,
+    refine: int = 6,
+) -> Alignment:
+    """Align each of ``n`` queries with its candidate entries.
+
+    Args:
+        queries: n x C x H x W feature images (torch, on the search device).
+        query_valid: n bools; invalid (zero-variance) queries get no alignment.
+        entries: n x M index entries (-1 = none).
+        read_entries: unique entries -> their feature images (u x C x H x W torch tensor, mirrored where the
+            entry is a mirror), from the feature cache.
+        warps: the rotation / zoom grid (identity first).
+        max_shift: largest translation, pixels, along each axis.
+        refine: candidates per query searched over the whole warp grid.
+    """
+    import torch
+
+    n, m = entries.shape
+    h, w = queries.shape[-2:]
+    s = min(max_shift, (h - 1) // 2), min(max_shift, (w - 1) // 2)
+    out = Alignment(np.full(n, -np.inf), np.full(n, -1, np.int64), np.zeros(n), np.ones(n), np.zeros(n), np.zeros(n))
+    usable = (entries >= 0) & query_valid[:, None]
+    if not usable.any():
+        return out
+    uniq, inv = np.unique(np.where(usable, entries, -1), return_inverse=True)
+    inv = inv.reshape(n, m)
+    has_none = uniq[0] < 0
+    feats = read_entries(uniq[1:] if has_none else uniq)
+    spectra = torch.fft.rfft2(feats)
+    if has_none:  # column 0 stands for "no candidate"
+        spectra = torch.cat([torch.zeros_like(spectra[:1]), spectra])
+    dev = spectra.device
+    cidx = torch.from_numpy(inv).to(dev)
+    mask = torch.from_numpy(usable).to(dev)
+    fq = torch.fft.rfft2(queries)
+    best0, arg0 = _best_shift(fq, spectra[cidx], "nchw,nmchw->nmhw", (h, w), max_shift)
+    best0 = best0.masked_fill(~mask, -torch.inf)
+    score, col = best0.max(dim=1)
+    arg = arg0.gather(1, col[:, None])[:, 0]
+    g_best = torch.zeros(n, dtype=torch.long, device=dev)
+    rest = tuple(wp for wp in warps if not wp.identity)
+    if rest:
+        r = min(refine, m)
+        top = torch.topk(best0, r, dim=1).indices  # n x r columns
+        views = renormalise(warp_views(queries, rest))  # n x G x C x H x W
+        fv = torch.fft.rfft2(views)
+        fc = spectra[cidx.gather(1, top)]  # n x r x C x H x Wf
+        bw, aw = _best_shift(fv, fc, "ngchw,nrchw->ngrhw", (h, w), max_shift)
+        bw = bw.masked_fill(~mask.gather(1, top)[:, None, :], -torch.inf)
+        flat = bw.flatten(1)
+        sw, jw = flat.max(dim=1)
+        better = sw > score
+        g = jw // r
+        col_w = top.gather(1, (jw % r)[:, None])[:, 0]
+        arg_w = aw.flatten(1).gather(1, jw[:, None])[:, 0]
+        score = torch.where(better, sw, score)
+        col = torch.where(better, col_w, col)
+        arg = torch.where(better, arg_w, arg)
+        g_best = torch.where(better, g + 1, g_best)
+    col_np, arg_np, g_np = col.cpu().numpy(), arg.cpu().numpy(), g_best.cpu().numpy()
+    grid = (warps[0], *rest) if warps and warps[0].identity else (Warp(0.0, 1.0), *rest)
+    found = torch.isfinite(score).cpu().numpy()
+    for i in np.flatnonzero(found):
+        wp = grid[int(g_np[i])]
+        dy = int(arg_np[i]) // (2 * s[1] + 1) - s[0]
+        dx = int(arg_np[i]) % (2 * s[1] + 1) - s[1]
+        j = int(inv[i, int(col_np[i])]) - int(has_none)
+        ty, tx = forward_shift(wp.angle_deg, wp.scale, dy, dx)
+        out.score[i] = aligned_score(queries[i], feats[j], wp, dy, dx)
+        out.entry[i] = entries[i, int(col_np[i])]
+        out.angle_deg[i] = wp.angle_deg
+        out.scale[i] = wp.scale
+        out.shift_y[i] = ty + 0.0  # no negative zero
+        out.shift_x[i] = tx + 0.0
+    return out
+
+
+def aligned_score(query: Any, candidate: Any, warp: Warp, dy: int, dx: int) -> float:
+    """Pearson r of one query, warped back by ``warp``, with the candidate moved by ``-(dy, dx)`` (circularly),
+    summed in float64: the reported score, independent of how queries were batched."""
+    import torch
+
+    q = query[None]
+    if not warp.identity:
+        q = renormalise(warp_views(q, (warp,)))[:, 0]
+    c = torch.roll(candidate, shifts=(-dy, -dx), dims=(-2, -1))
+    a = q[0].float().cpu().numpy().reshape(-1)
+    b = c.float().cpu().numpy().reshape(-1)
+    return float(np.einsum("i,i->", a, b, dtype=np.float64))

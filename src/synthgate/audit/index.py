@@ -1,0 +1,200 @@
+"""The training index: every training image's features, computed once per audit and read by every later step.
+
+One streaming pass over the training set (a memory-mapped store is read block by block) computes, per image, the
+Pearson feature vector (:mod:`synthgate.audit.features`), whether it can be matched at all (zero variance), its
+subject code and its shift-invariant descriptor (:mod:`synthgate.audit.candidates`). The feature vectors are
+kept
+
+* **in memory** (on the torch device, so a GPU search never copies them again) when they fit the cache budget;
+* otherwise in a **temporary file** of float32 rows, written once and read back block by block with plain file
+  reads (bounded resident memory). The file is unlinked as soon as it is opened, so it disappears with the
+  process whatever ends it (even SIGKILL): no temporary is ever left behind.
+
+The search, the re-scoring and the alignment read the cache; the raw store is never read again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synthgate.audit.candidates import descriptors
+from synthgate.audit.features import check_finite, pearson_features
+from synthgate.audit.search import DbBlock
+from synthgate.data.imageset import ImageSet
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureCache:
+    """Feature vectors of a training set (see the module docstring). Use as a context manager, or ``close()``.
+
+    Attributes:
+        shape: C' x H x W of a feature image (C' = compared channels).
+        valid: n bools, false for zero-variance images (never returned by a search).
+        groups: n subject codes (a query never gets a row of its own group, for the subject-disjoint null).
+        descriptors: n x D float32 shift-invariant descriptors.
+        block_size: rows per block of :meth:`blocks`.
+        where: ``"memory"`` or ``"file"``.
+    """
+
+    shape: tuple[int, int, int]
+    valid: np.ndarray
+    groups: np.ndarray
+    descriptors: np.ndarray
+    block_size: int
+    device: str = "cpu"
+    _memory: Any = None  # n x d float32 torch tensor on ``device``
+    _fd: int | None = None
+    _buffer: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.valid)
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def where(self) -> str:
+        return "memory" if self._memory is not None else "file"
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the features (the temporary file is already unlinked; closing frees its space)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._memory = None
+        self._buffer = None
+
+    def blocks(self) -> Iterator[DbBlock]:
+        """The features as search blocks (:class:`~synthgate.audit.search.DbBlock`), in row order."""
+        for start in range(0, self.n, self.block_size):
+            stop = min(self.n, start + self.block_size)
+            vec = self._memory[start:stop] if self._memory is not None else self._read_range(start, stop)
+            yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop])
+
+    def rows(self, rows: np.ndarray) -> Any:
+        """Feature vectors of ``rows`` (in that order): a torch tensor on the cache's device."""
+        import torch
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._memory is not None:
+            return self._memory[torch.from_numpy(rows).to(self._memory.device)]
+        out = np.empty((len(rows), self.dim), np.float32)
+        order = np.argsort(rows, kind="stable")
+        for j in order:  # ascending offsets: sequential reads where rows are close
+            self._pread(out[j], int(rows[j]))
+        return torch.from_numpy(out).to(self.device)
+
+    def _read_range(self, start: int, stop: int) -> Any:
+        import torch
+
+        assert self._buffer is not None
+        buf = self._buffer[: stop - start]
+        self._pread(buf, start)
+        return torch.from_numpy(buf).to(self.device)
+
+    def _pread(self, out: np.ndarray, row: int) -> None:
+        assert self._fd is not None
+        view = out.reshape(-1).data.cast("B")
+        offset = row * self.dim * 4
+        got = 0
+        while got < len(view):
+            n = os.preadv(self._fd, [view[got:]], offset + got)
+            if n <= 0:
+                raise OSError(f"feature cache: short read at row {row}")
+            got += n
+
+
+def cache_fits(n: int, dim: int, budget: int) -> bool:
+    """True when n float32 vectors of ``dim`` fit in ``budget`` bytes."""
+    return n * dim * 4 <= budget
+
+
+def build_feature_cache(
+    train: ImageSet,
+    channels: tuple[int, ...],
+    groups: np.ndarray,
+    block_size: int,
+    cache_budget: int,
+    device: str = "cpu",
+    cache_dir: str | os.PathLike[str] | None = None,
+    set_name: str = "--train",
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureCache:
+    """Read ``train`` once and build its :class:`FeatureCache`.
+
+    Args:
+        train: the training set (streamed in blocks of ``block_size``).
+        channels: the compared channels (:func:`~synthgate.audit.features.feature_channels`).
+        groups: subject code of each training image.
+        block_size: images per block (read, featurise, search).
+        cache_budget: bytes the features may take in memory (on ``device``); above it they go to a temporary file.
+        device: torch device of an in-memory cache and of the blocks it yields.
+        cache_dir: folder of the temporary file (default: the system temporary folder).
+        set_name: the option the set came from, for error messages.
+        progress: called with (done, total) images.
+
+    Raises:
+        InputError: an image holds NaN or Inf.
+    """
+    import torch
+
+    c = len(channels)
+    _, h, w = train.shape
+    dim = c * h * w
+    n = len(train)
+    in_memory = cache_fits(n, dim, cache_budget)
+    valid = np.zeros(n, bool)
+    desc: list[np.ndarray] = []
+    cache = FeatureCache(shape=(c, h, w), valid=valid, groups=np.asarray(groups, np.int64), descriptors=np.empty(0),
+                         block_size=block_size, device=device)
+    try:
+        if in_memory:
+            cache._memory = torch.empty((n, dim), dtype=torch.float32, device=device)
+        else:
+            fd, path = tempfile.mkstemp(prefix=".synthgate-features-", dir=cache_dir)
+            os.unlink(path)  # the space is freed when the descriptor closes, whatever ends the process
+            cache._fd = fd
+            cache._buffer = np.empty((block_size, dim), np.float32)
+        for start, block in train.iter_blocks(block_size):
+            check_finite(block, train.ids, start, set_name)
+            f = pearson_features(block, channels, train.label_channel)
+            valid[start : start + len(block)] = f.valid
+            desc.append(descriptors(f.vectors, (c, h, w)))
+            if cache._memory is not None:
+                cache._memory[start : start + len(block)] = torch.from_numpy(f.vectors).to(device)
+            else:
+                assert cache._fd is not None
+                _pwrite_all(cache._fd, f.vectors, start * dim * 4)
+            if progress is not None:
+                progress(start + len(block), n)
+    except BaseException:
+        cache.close()
+        raise
+    cache.descriptors = np.concatenate(desc) if desc else np.zeros((0, 1), np.float32)
+    logger.info("feature cache: %d x %d float32 in %s", n, dim, cache.where)
+    return cache
+
+
+def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+    """Write all of ``arr`` at ``offset`` (a full disk raises OSError, the cache is then closed)."""
+    view = np.ascontiguousarray(arr).reshape(-1).data.cast("B")
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)

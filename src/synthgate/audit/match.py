@@ -1,0 +1,251 @@
+"""Matching one set of query images against the training index: exact pixel top-k, then alignment.
+
+A query block goes through the steps in order: features -> exact pixel search over the feature cache (queries
+and their mirrors; entry ``2 j + 1`` is training image ``j`` mirrored, so ties go to the unmirrored image) ->
+candidates (pixel top-k, shift-invariant descriptor proposals, mirror partners) -> batched alignment -> the best
+match. Results are typed arrays in query order (:class:`SetScores`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synthgate.audit.align import align_block
+from synthgate.audit.candidates import descriptor_candidates, descriptors
+from synthgate.audit.features import check_finite, hflip_features, pearson_features
+from synthgate.audit.index import FeatureCache
+from synthgate.audit.search import Backend, search_topk
+from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
+from synthgate.data.imageset import ImageSet
+
+logger = logging.getLogger(__name__)
+
+#: The alignment replaces the exact pixel match only when it gains more than this (float32 FFT noise).
+ROBUST_MIN_GAIN = 1e-3
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """What :func:`score_queries` searches, and in what block sizes."""
+
+    k: int
+    backend: Backend
+    device: str
+    flips: bool
+    warps: tuple[Warp, ...]  # empty: no geometric search
+    max_shift: int  # pixels
+    query_block: int
+    align_block: int
+
+    @property
+    def per_image(self) -> int:
+        return 2 if self.flips else 1
+
+    @property
+    def robust(self) -> bool:
+        return bool(self.warps)
+
+
+@dataclass
+class SetScores:
+    """Best training match of each query image (arrays of length n, in query order).
+
+    ``valid`` is false for zero-variance queries: their score is NaN, their rows -1.
+    """
+
+    valid: np.ndarray
+    score: np.ndarray
+    train_row: np.ndarray
+    flip: np.ndarray
+    angle_deg: np.ndarray
+    scale: np.ndarray
+    shift_y: np.ndarray
+    shift_x: np.ndarray
+    pixel_score: np.ndarray
+    pixel_row: np.ndarray
+    topk_scores: np.ndarray  # n x k exact pixel Pearson
+    topk_rows: np.ndarray  # n x k training rows
+    topk_flip: np.ndarray  # n x k bools
+    n_fallback: int = 0
+    n_exact: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n: int, k: int) -> SetScores:
+        return cls(
+            valid=np.zeros(n, bool), score=np.full(n, np.nan), train_row=np.full(n, -1), flip=np.zeros(n, bool),
+            angle_deg=np.zeros(n), scale=np.ones(n), shift_y=np.zeros(n), shift_x=np.zeros(n),
+            pixel_score=np.full(n, np.nan), pixel_row=np.full(n, -1), topk_scores=np.full((n, k), np.nan),
+            topk_rows=np.full((n, k), -1), topk_flip=np.zeros((n, k), bool),
+        )
+
+    @property
+    def transforms(self) -> list[str]:
+        return [
+            ZERO_VARIANCE if not v else transform_name(bool(f), float(a), float(s), float(y), float(x))
+            for v, f, a, s, y, x in zip(self.valid, self.flip, self.angle_deg, self.scale, self.shift_y,
+                                        self.shift_x, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class QueryBlock:
+    """Features of a block of query images: positions in the result, n x d float32 vectors, validity."""
+
+    positions: np.ndarray
+    vectors: np.ndarray
+    valid: np.ndarray
+    groups: np.ndarray | None = None
+
+
+def image_queries(images: ImageSet, channels: tuple[int, ...], block: int, set_name: str) -> Iterator[QueryBlock]:
+    """Query blocks of a set of images, read once block by block."""
+    for start, raw in images.iter_blocks(block):
+        check_finite(raw, images.ids, start, set_name)
+        f = pearson_features(raw, channels, images.label_channel)
+        yield QueryBlock(np.arange(start, start + len(raw)), f.vectors, f.valid)
+
+
+def cached_queries(cache: FeatureCache, rows: np.ndarray, block: int) -> Iterator[QueryBlock]:
+    """Query blocks of training images (the subject-disjoint null), from the feature cache: no second read."""
+    for a in range(0, len(rows), block):
+        sel = rows[a : a + block]
+        vec = cache.rows(sel).float().cpu().numpy()
+        yield QueryBlock(np.arange(a, a + len(sel)), vec, cache.valid[sel], cache.groups[sel])
+
+
+def score_queries(
+    blocks: Iterator[QueryBlock], n: int, cache: FeatureCache, settings: MatchSettings,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> SetScores:
+    """Best training match of ``n`` queries given as feature blocks (:func:`image_queries`,
+    :func:`cached_queries`). With query groups a query never gets a training image of its own group."""
+    import time
+
+    out = SetScores.empty(n, settings.k)
+    timing = {"search": 0.0, "align": 0.0}
+    done = 0
+    for qb in blocks:
+        ok = np.flatnonzero(qb.valid)
+        out.valid[qb.positions[ok]] = True
+        t0 = time.perf_counter()
+        if len(ok):
+            groups = None if qb.groups is None else qb.groups[ok]
+            entries, scores = _pixel_topk(qb.vectors[ok], groups, cache, settings, out)
+            pos = qb.positions[ok]
+            found = entries >= 0
+            m = settings.per_image
+            out.topk_scores[pos] = np.where(found, scores, np.nan)
+            out.topk_rows[pos] = np.where(found, entries // m, -1)
+            out.topk_flip[pos] = found & (entries % m == 1)
+            top1 = entries[:, 0]
+            has = top1 >= 0
+            out.pixel_score[pos[has]] = scores[has, 0]
+            out.pixel_row[pos[has]] = top1[has] // m
+            out.score[pos[has]] = scores[has, 0]
+            out.train_row[pos[has]] = top1[has] // m
+            out.flip[pos[has]] = top1[has] % m == 1
+            t1 = time.perf_counter()
+            timing["search"] += t1 - t0
+            if settings.robust:
+                _align(qb.vectors[ok], groups, pos, entries, scores, cache, settings, out)
+            timing["align"] += time.perf_counter() - t1
+        done += len(qb.positions)
+        if progress is not None:
+            progress("align" if settings.robust else "search", done, n)
+    out.seconds = timing
+    return out
+
+
+def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: FeatureCache, settings: MatchSettings,
+                out: SetScores) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k index entries (and scores) of each query over training images and their mirrors."""
+    k, nq = settings.k, len(vectors)
+    if settings.flips:
+        q = np.concatenate([vectors, hflip_features(vectors, cache.shape[-1])])
+        g = None if groups is None else np.concatenate([groups, groups])
+    else:
+        q, g = vectors, groups
+    top = search_topk(q, cache.blocks, k, settings.backend, settings.device, query_groups=g)
+    out.n_fallback += top.n_fallback
+    out.n_exact += top.n_exact
+    if not settings.flips:
+        return top.indices, top.scores
+    # entry 2 j (+1 mirrored); merge the plain and the mirrored query's lists, ties to the lower entry
+    idx = np.concatenate([top.indices[:nq], top.indices[nq:]], axis=1)
+    flip = np.concatenate([np.zeros((nq, k), np.int64), np.ones((nq, k), np.int64)], axis=1)
+    sc = np.concatenate([top.scores[:nq], top.scores[nq:]], axis=1)
+    ent = np.where(idx >= 0, 2 * idx + flip, -1)
+    key = np.where(ent < 0, np.iinfo(np.int64).max, ent)
+    order = np.lexsort((key, -sc), axis=-1)[:, :k]
+    return np.take_along_axis(ent, order, 1), np.take_along_axis(sc, order, 1)
+
+
+def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entries: np.ndarray,
+           scores: np.ndarray, cache: FeatureCache, settings: MatchSettings, out: SetScores) -> None:
+    """Re-rank each query's candidates by alignment; keep it where it beats the pixel match."""
+    import torch
+
+    m = settings.per_image
+    shape = cache.shape
+    for a in range(0, len(vectors), settings.align_block):
+        sl = slice(a, a + settings.align_block)
+        imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
+        ent = entries[sl]
+        # an alignment cannot beat a pixel score within ROBUST_MIN_GAIN of 1
+        todo = ~(scores[sl, 0] >= 1.0 - ROBUST_MIN_GAIN) & (ent[:, 0] >= 0)
+        if not todo.any():
+            continue
+        cands = [ent, _proposals(imgs, None if groups is None else groups[sl], cache, settings)]
+        if m == 2:
+            cands.append(np.where(ent >= 0, ent ^ 1, -1))  # a mirrored match may hide a rotated plain one
+        al = align_block(imgs, todo, _unique_rows(np.concatenate(cands, axis=1)),
+                         lambda e: _read_entries(cache, e, m), settings.warps, settings.max_shift)
+        p = pos[sl]
+        gain = todo & (al.entry >= 0) & (al.score > scores[sl, 0] + ROBUST_MIN_GAIN)
+        for j in np.flatnonzero(gain):
+            i = p[j]
+            out.score[i] = al.score[j]
+            out.train_row[i] = al.entry[j] // m
+            out.flip[i] = al.entry[j] % m == 1
+            out.angle_deg[i] = al.angle_deg[j]
+            out.scale[i] = al.scale[j]
+            out.shift_y[i] = al.shift_y[j]
+            out.shift_x[i] = al.shift_x[j]
+
+
+def _proposals(imgs: Any, groups: np.ndarray | None, cache: FeatureCache, settings: MatchSettings) -> np.ndarray:
+    """Descriptor candidates over the query's rotated views (and mirrors)."""
+    import torch
+
+    views = tuple(w for w in settings.warps if w.scale == 1.0)
+    v = warp_views(imgs, views)  # n x V x C x H x W
+    if settings.flips:
+        v = torch.stack([v, torch.flip(v, dims=(-1,))], dim=1)  # n x 2 x V x ...
+    d = descriptors(v.reshape(-1, cache.dim), cache.shape)
+    return descriptor_candidates(d, cache.descriptors, cache.valid, settings.k, settings.per_image, len(views),
+                                 settings.flips, cache.groups, groups, settings.device)
+
+
+def _unique_rows(entries: np.ndarray) -> np.ndarray:
+    """Each row's distinct entries first (order kept), -1 after."""
+    out = np.full_like(entries, -1)
+    for i, row in enumerate(entries):
+        u = list(dict.fromkeys(int(e) for e in row if e >= 0))
+        out[i, : len(u)] = u
+    return out
+
+
+def _read_entries(cache: FeatureCache, entries: np.ndarray, per_image: int) -> Any:
+    import torch
+
+    x = cache.rows(entries // per_image).reshape(-1, *cache.shape)
+    flip = torch.from_numpy(entries % per_image == 1).to(x.device)
+    if bool(flip.any()):
+        x[flip] = torch.flip(x[flip], dims=(-1,))
+    return x

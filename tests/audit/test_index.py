@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from synthgate.audit.features import pearson_features
+from synthgate.audit.index import build_feature_cache
+from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
+from synthgate.audit.planted import CopyKind, plant_copies
+from synthgate.data.store import read_store, write_store
+
+from .conftest import blob_images, make_set
+
+
+def _cache(tmp_path, budget: int):  # type: ignore[no-untyped-def]
+    s = make_set(blob_images(30, seed=21), "tr")
+    groups = np.arange(30) // 4
+    return s, build_feature_cache(s, (0, 1), groups, 7, budget, cache_dir=tmp_path)
+
+
+def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s, mem = _cache(tmp_path, 1 << 30)
+    _, disk = _cache(tmp_path, 1)
+    assert (mem.where, disk.where) == ("memory", "file")
+    assert os.listdir(tmp_path) == []  # the temporary file is unlinked as soon as it is opened
+    ref = pearson_features(s.images, (0, 1), 2).vectors
+    with mem, disk:
+        for a, b in zip(mem.blocks(), disk.blocks(), strict=True):
+            assert a.start == b.start
+            np.testing.assert_array_equal(a.vectors.numpy(), b.vectors.numpy())
+            np.testing.assert_array_equal(a.vectors.numpy(), ref[a.start : a.start + len(a.vectors)])
+        rows = np.array([29, 3, 3, 0])
+        np.testing.assert_array_equal(disk.rows(rows).numpy(), ref[rows])
+        np.testing.assert_array_equal(mem.rows(rows).numpy(), ref[rows])
+    assert disk._fd is None
+
+
+def test_audit_reads_the_training_store_once_and_equals_the_in_memory_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    train = make_set(blob_images(40, seed=22), "tr")
+    store = read_store(write_store(train, tmp_path / "train"))
+    copies, _ = plant_copies(train, 2, kinds=[CopyKind.IDENTITY, CopyKind.SHIFT, CopyKind.ROTATE], seed=2)
+    holdout = make_set(blob_images(12, seed=23), "ho")
+    reads: list[int] = []
+    orig = type(store).iter_blocks
+
+    def counting(self, block_size):  # type: ignore[no-untyped-def]
+        if self is store:
+            reads.append(block_size)
+        return orig(self, block_size)
+
+    monkeypatch.setattr(type(store), "iter_blocks", counting)
+    monkeypatch.setattr(type(store), "read_rows", lambda *a: (_ for _ in ()).throw(AssertionError("row read")))
+    small = run_memorization_audit(store, copies, holdout, MemorizationConfig(max_memory=16 << 20,
+                                                                              cache_dir=str(tmp_path)))
+    assert len(reads) == 1  # one pass over the training store; every later step reads the feature cache
+    big = run_memorization_audit(train, copies, holdout, MemorizationConfig())
+    assert big.settings["feature_cache"] == "memory"
+    for name in ("score", "train_row", "flip", "angle_deg", "shift_y", "shift_x", "topk_rows"):
+        np.testing.assert_array_equal(getattr(small.synthetic, name), getattr(big.synthetic, name))
+    assert small.flagged.all()
