@@ -221,13 +221,14 @@ def train_generator(
             grids.append(_grid(out, trainer, spec, step))
         if progress is not None:
             progress("train", step, total)
+        out_of_time = max_time is not None and elapsed >= max_time and step < total
         if mon is not None and mon.after_step(
             step, total, functools.partial(_samples, trainer, spec),
-            functools.partial(_checkpoint, out, trainer, gen, step),
+            functools.partial(_checkpoint, out, trainer, gen, step), final=out_of_time,
         ):
             stopped_by = "memorization"
             break
-        if max_time is not None and elapsed >= max_time and step < total:
+        if out_of_time:
             stopped_by = "max_time"
             break
     if step > start or not (out / runs.CHECKPOINT).exists():

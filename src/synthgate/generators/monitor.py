@@ -259,14 +259,15 @@ class MemorizationMonitor:
         return point
 
     def after_step(self, step: int, total: int, sample: Callable[[Sequence[int], int | None], np.ndarray],
-                   save_checkpoint: Callable[[Path], None]) -> bool:
+                   save_checkpoint: Callable[[Path], None], final: bool = False) -> bool:
         """The training loop's hook after every step; returns whether training must stop.
 
-        At a check: ``sample(seeds, sample_steps)`` gives the batch (set values), the point goes into
-        ``log.jsonl``, and with ``stop_on`` a check at or below it saves the current state with
+        At a check (every ``every`` steps, the last step, and ``final``: the loop stops here for another reason,
+        so the state it keeps is checked too): ``sample(seeds, sample_steps)`` gives the batch (set values), the
+        point goes into ``log.jsonl``, and with ``stop_on`` a check at or below it saves the current state with
         ``save_checkpoint(path)`` as the kept checkpoint.
         """
-        if not self.due(step, total):
+        if not (final or self.due(step, total)):
             return False
         point = self.check(step, sample(self.seeds, self.config.sample_steps))
         append_log(self.run_dir / LOG, {"step": step, "monitor": point.to_json()})
@@ -283,6 +284,7 @@ class MemorizationMonitor:
         kept = self.run_dir / KEPT_CHECKPOINT
         if stopped and choice is not None and choice.kept_step is not None and kept.is_file():
             os.replace(kept, self.run_dir / CHECKPOINT)
+        kept.unlink(missing_ok=True)  # not stopped: the run's own last checkpoint is the last one checked
         self.write(choice, step)
         return choice
 
