@@ -71,6 +71,7 @@ def test_memorizing_scenario_at_toy_scale_is_refused_without_a_bag(tmp_path: Pat
     # the decision is the gate's: every failing check is a reason, and there is one
     assert failed and len(res.reasons) == len(failed)
     assert res.facts["generator"]["train_images"] == 4  # the memorize preset
+    assert res.facts["audit"]["train"] == 4  # audited against the images it trained on
     assert res.facts["generator"]["monitor"]["kept"] is None  # watched, not stopped
     saved = json.loads((tmp_path / "d" / "demo.json").read_text())
     assert saved["decision"] == "refuse" and saved["exit_code"] == 3

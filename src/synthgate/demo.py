@@ -33,6 +33,7 @@ from synthgate.atomic import atomic_write_text
 from synthgate.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from synthgate.data.imageset import ImageSet
     from synthgate.release.policy import ReleasePolicy
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,22 @@ def generator_config(cfg: DemoConfig) -> Any:
                                checkpoint_every=cfg.monitor_every, grid_every=cfg.monitor_every * 2)
 
 
+def trained_on(run_dir: Path, train_store: Path) -> ImageSet:
+    """The images of ``train_store`` the generator run trained on (its ``training_images.csv``).
+
+    The memorizing scenario trains on 4 of the split's slices: audited against all of them, its threshold is
+    calibrated for a 100x larger search and its copies of those 4 are judged as if any slice could be matched.
+    """
+    from synthgate.generators.runs import TRAIN_IMAGES, read_training_ids
+    from synthgate.pipeline import load
+
+    train = load(train_store)
+    seen = set(read_training_ids(run_dir / TRAIN_IMAGES))
+    if len(seen) == len(train):
+        return train
+    return train.subset([i for i, image_id in enumerate(train.ids) if image_id in seen])
+
+
 def run_demo(
     out: str | os.PathLike[str],
     config: DemoConfig | None = None,
@@ -279,9 +296,10 @@ def run_demo(
                                   device=device, sample_steps=cfg.sample_steps)
     paths["synthetic"] = sampled.store
     facts["sample"] = {"n": sampled.n, "from_step": sampled.step}
+    seen = trained_on(trained.result.run_dir, train)  # the audits' training set: what the generator saw
 
     with stage("audit"):
-        audit = pipeline.audit_memorization(train, sampled.store, holdout, root / "audit",
+        audit = pipeline.audit_memorization(seen, sampled.store, holdout, root / "audit",
                                             MemorizationConfig(device=device))
     paths["audit"] = audit.out
     res = audit.result
@@ -289,6 +307,7 @@ def run_demo(
         "flagged": int(res.flagged.sum()),
         "audited": len(res.flagged),
         "fraction_flagged": round(res.fraction_flagged, 4),
+        "train": res.counts["train"],
         "threshold": round(float(res.calibration.threshold), 4),
         "leaked_subjects": len(res.leaked_subjects),
     }
@@ -307,7 +326,7 @@ def run_demo(
     paths["policy"] = write_policy_template(root / "policy.toml", policy=policy)
     try:
         with stage("release"):
-            built = pipeline.build(sampled.store, audit.out, util.out, policy, root / "bundle", train=train)
+            built = pipeline.build(sampled.store, audit.out, util.out, policy, root / "bundle", train=seen)
     except ReleaseRefused as e:
         facts["checks"] = [c.to_json() for c in e.decision.checks]
         return finish(Decision.REFUSE, tuple(c.describe() for c in e.decision.failed))
@@ -315,7 +334,7 @@ def run_demo(
     facts["released"] = built.result.n_released
     facts["checks"] = [c.to_json() for c in built.result.decision.checks]
     with stage("verify"):
-        verified = pipeline.verify(built.result.path, train=train)
+        verified = pipeline.verify(built.result.path, train=seen)
     facts["verify"] = [c.to_json() for c in verified.checks]
     if not verified.ok:
         return finish(Decision.VERIFY_FAILED, tuple(f"{c.name}: {c.detail}" for c in verified.failed))
