@@ -168,11 +168,12 @@ class MemorizationStage:
 
     out: Path
     result: MemorizationResult
+    train: ImageSet
 
     def to_json(self) -> dict[str, Any]:
         from synthgate.audit.report import summary_json
 
-        return summary_json(self.result) | {"out": str(self.out)}
+        return summary_json(self.result, self.train) | {"out": str(self.out)}
 
 
 def audit_memorization(
@@ -193,7 +194,7 @@ def audit_memorization(
     hold_set = None if holdout is None else load(holdout)
     result = run_memorization_audit(train_set, syn_set, hold_set, config or MemorizationConfig(), progress)
     path = write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
-    return MemorizationStage(path, result)
+    return MemorizationStage(path, result, train_set)
 
 
 @dataclass(frozen=True)

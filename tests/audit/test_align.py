@@ -13,6 +13,7 @@ from synthgate.audit.transforms import apply_match_transform, make_warps, transf
 from .conftest import blob_images
 
 WARPS = make_warps((-10.0, -5.0, 5.0, 10.0), (0.95, 1.05))
+WIDE = make_warps((-20.0, -10.0, 10.0, 20.0), (0.87, 1.15))
 CH = (0, 1)
 
 

@@ -66,3 +66,22 @@ def test_describe() -> None:
     d = describe(np.array([1.0, 2.0, 3.0, np.nan]))
     assert d["n"] == 3 and d["mean"] == 2.0 and d["sd"] == 1.0 and d["quantiles"]["0.5"] == 2.0
     assert describe(np.array([np.nan]))["n"] == 0
+
+
+def test_scores_voting_together_hold_the_family_wise_rate() -> None:
+    from synthgate.audit.calibration import calibrate_scores
+
+    rng = np.random.default_rng(7)
+    cov = [[1.0, 0.5, 0.3], [0.5, 1.0, 0.4], [0.3, 0.4, 1.0]]
+    scale = np.array([0.01, 0.1, 0.05])
+    shift = np.array([0.95, 0.3, 0.6])
+    null = rng.multivariate_normal(np.zeros(3), cov, 2000) * scale + shift
+    new = rng.multivariate_normal(np.zeros(3), cov, 20000) * scale + shift
+    cals = calibrate_scores({n: null[:, i] for i, n in enumerate("abc")}, CalibrationMethod.HOLDOUT_QUANTILE, 0.99)
+    thr = np.array([cals[n].threshold for n in "abc"])
+    family = (new >= thr).any(axis=1).mean()
+    assert 0.006 < family < 0.014  # one statistic: the rate is 1 - quantile, not three times it
+    per_score = [calibrate(null[:, i], CalibrationMethod.HOLDOUT_QUANTILE, 0.99).threshold for i in range(3)]
+    assert ((new >= np.array(per_score)).any(axis=1).mean()) > 0.02  # separate thresholds would add up
+    single = calibrate_scores({"a": null[:, 0]}, CalibrationMethod.HOLDOUT_QUANTILE, 0.99)["a"]
+    assert single == calibrate(null[:, 0], CalibrationMethod.HOLDOUT_QUANTILE, 0.99)

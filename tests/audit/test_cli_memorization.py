@@ -17,7 +17,12 @@ from synthgate.errors import UsageError
 from .conftest import blob_images, make_set
 
 COLUMNS = ["synthetic_id", "train_id", "train_subject", "score", "flagged", "transform", "pixel_score",
-           "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x"]
+           "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x", "flagged_by", "structure_score",
+           "structure_train_id", "partial_score", "partial_train_id"]
+
+
+def summary_scores(out: Path) -> set[str]:
+    return set(json.loads((out / "summary.json").read_text())["scores"])
 
 
 @pytest.fixture
@@ -55,6 +60,8 @@ def test_writes_exactly_the_specified_files_and_columns(stores: dict[str, Path],
     flagged = [r[4] for r in rows[1:]]
     assert flagged == ["false"] * 3 + ["true"] * 4
     assert [r[5] for r in rows[4:]] == ["identity", "identity", "hflip", "hflip"]
+    assert all(r[12] == "pearson+structure+partial" for r in rows[4:])  # exact copies: every score votes
+    assert summary_scores(out) == {"pearson", "structure", "partial"}
     summary = json.loads((out / "summary.json").read_text())
     for key in ("synthgate_version", "created", "counts", "fraction_flagged", "threshold", "calibration",
                 "subjects_leaked", "distributions", "test", "settings", "versions"):
@@ -95,3 +102,15 @@ def test_parse_size() -> None:
     assert parse_size("1000") == 1000
     with pytest.raises(UsageError):
         parse_size("2 gigs")
+
+
+def test_scores_option(stores: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    res = run("--train", str(stores["train"]), "--synthetic", str(stores["synthetic"]), "--holdout",
+              str(stores["holdout"]), "--out", str(out), "--transforms", "none", "--scores", "pearson")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    assert summary_scores(out) == {"pearson"}
+    bad = run("--train", str(stores["train"]), "--synthetic", str(stores["synthetic"]), "--out",
+              str(tmp_path / "b"), "--scores", "pearson,texture")
+    assert bad.exit_code == 2 and "texture" in bad.output and "structure" in bad.output  # type: ignore[attr-defined]
+    assert not (tmp_path / "b").exists()

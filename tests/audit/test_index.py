@@ -3,6 +3,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
+import torch
 
 from synthgate.audit.features import pearson_features
 from synthgate.audit.index import build_feature_cache
@@ -59,3 +61,19 @@ def test_audit_reads_the_training_store_once_and_equals_the_in_memory_run(tmp_pa
     for name in ("score", "train_row", "flip", "angle_deg", "shift_y", "shift_x", "topk_rows"):
         np.testing.assert_array_equal(getattr(small.synthetic, name), getattr(big.synthetic, name))
     assert small.flagged.all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("backend", ["torch", "bf16"])
+def test_cuda_audit_equals_cpu(backend: str) -> None:
+    train = make_set(blob_images(40, seed=22), "tr")
+    copies, rows = plant_copies(train, 2, kinds=[CopyKind.IDENTITY, CopyKind.SHIFT, CopyKind.ROTATE], seed=2)
+    holdout = make_set(blob_images(12, seed=23), "ho")
+    cpu = run_memorization_audit(train, copies, holdout, MemorizationConfig())
+    gpu = run_memorization_audit(train, copies, holdout, MemorizationConfig(device="cuda", backend=backend))
+    assert gpu.settings["feature_cache"] == "memory"
+    np.testing.assert_array_equal(gpu.synthetic.topk_rows, cpu.synthetic.topk_rows)  # the exact search
+    np.testing.assert_array_equal(gpu.synthetic.topk_scores, cpu.synthetic.topk_scores)
+    np.testing.assert_array_equal(gpu.synthetic.train_row, rows)
+    assert gpu.flagged.all()

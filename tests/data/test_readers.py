@@ -47,10 +47,20 @@ def test_png_folder_grey_and_multichannel(tmp_path):
 
 def test_2d_nifti_folder_round_trip(tmp_path):
     a = np.random.default_rng(0).random((12, 10)).astype(np.float32)  # rows x cols
-    nib.save(nib.Nifti1Image(a.T, np.eye(4)), tmp_path / "slice1.nii.gz")
+    nib.save(nib.Nifti1Image(a.T, np.eye(4)), tmp_path / "slice1.nii.gz")  # (x, y), RAS
     s = load_set(tmp_path)
     assert s.ids == ("slice1",)
-    np.testing.assert_array_equal(s.images[0, 0], a)
+    np.testing.assert_array_equal(s.images[0, 0], a[::-1])  # anterior (high y) up, as ingest shows slices
+
+
+def test_2d_nifti_is_read_through_its_affine(tmp_path):
+    """A slice stored rows x columns with the P-R-S affine a release writes reads back unchanged."""
+    from synthgate.data.geometry import Geometry
+
+    a = np.random.default_rng(1).random((12, 10)).astype(np.float32)
+    affine = Geometry((2.0, 1.5, 1.0), ("P", "R", "S"), known=True).affine(a.shape)
+    nib.save(nib.Nifti1Image(a[:, :, None], affine), tmp_path / "case.nii.gz")
+    np.testing.assert_array_equal(load_set(tmp_path).images[0, 0], a)
 
 
 def test_store_path_loads_as_store(tmp_path):

@@ -116,9 +116,10 @@ def test_tab_separated_stdout_keeps_real_tabs_and_json_is_only_json(store: Path)
 
 def test_messages_off_a_terminal_are_not_wrapped_at_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
     from synthgate.cli.release import render_checks
+    from synthgate.release.checks import Check
 
     detail = "a note much longer than eighty columns " * 4
-    check = SimpleNamespace(name="utility_reference", passed=True, value="1", limit="2", detail=detail)
+    check = Check(name="utility_reference", passed=True, value="1", limit="2", detail=detail)
     render_checks(SimpleNamespace(checks=(check,), warnings=()))  # type: ignore[arg-type]
     lines = capsys.readouterr().err.splitlines()
     assert any(detail.strip() in ln and "utility_reference" in ln for ln in lines)

@@ -44,7 +44,7 @@ def make_train(n: int = 12, seed: int = 1) -> ImageSet:
         channels=CHANNELS,
         label_channel=4,
         label_map=BRATS2021,
-        meta={"spacing": [1.0, 1.0]},
+        meta={"spacing": [1.2, 0.8, 2.0], "orientation": ["P", "R", "S"]},
     )
 
 
@@ -62,7 +62,8 @@ def make_synthetic(train: ImageSet, n: int = 24, seed: int = 2) -> ImageSet:
         seeds=np.arange(100, 100 + n),
         sources=("diffusion",) * n,
         meta={
-            "spacing": [1.2, 0.8],
+            "spacing": [1.2, 0.8, 2.0],
+            "orientation": ["P", "R", "S"],
             "generator": {
                 "kind": "diffusion",
                 "run_dir": "/private/runs/x",

@@ -63,6 +63,16 @@ def test_refuses_leaked_subjects(tmp_path: Path, sets: tuple[ImageSet, ImageSet]
     assert _failed(d) == {"subjects_leaked"} and "1/4" in d.failed[0].value
 
 
+def test_refuses_a_subject_rule_when_each_image_was_its_own_subject(
+    tmp_path: Path, sets: tuple[ImageSet, ImageSet]
+) -> None:
+    per_image = {"subjects_leaked": {"count": 1, "fraction": 0.25, "total": 4, "per_image": True}}
+    d = _gate(tmp_path, sets, ReleasePolicy(max_subjects_leaked=0.5), summary_overrides=per_image)
+    assert _failed(d) == {"subjects_leaked"} and "--subjects" in d.failed[0].detail  # 0.25 <= 0.5, still refused
+    assert _gate(tmp_path / "b", sets, ReleasePolicy(max_subjects_leaked=0.5)).released
+    assert _gate(tmp_path / "c", sets, ReleasePolicy(), summary_overrides=per_image).released  # no rule (1.0)
+
+
 def test_refuses_too_few_images(tmp_path: Path, sets: tuple[ImageSet, ImageSet]) -> None:
     d = _gate(tmp_path, sets, ReleasePolicy(min_images=24))
     assert _failed(d) == {"images_released"} and d.failed[0].value == "23"

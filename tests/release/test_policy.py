@@ -101,3 +101,12 @@ def test_template_round_trips_a_policy(tmp_path: Path) -> None:
     )
     p = write_policy_template(tmp_path / "p.toml", policy=pol)
     assert load_policy(p) == pol
+
+
+@pytest.mark.parametrize("name", ['a "quoted" name', "back\\slash", "line\nbreak", "ünïcode ✓", "x = 1 # not a comment"])
+def test_template_quotes_any_dataset_name(tmp_path: Path, name: str) -> None:
+    pol = ReleasePolicy(dataset_name=name, training_citation=f"cite {name}", training_dataset="BRATS 2013")
+    p = write_policy_template(tmp_path / "p.toml", policy=pol)
+    assert load_policy(p) == pol
+    text = p.read_text(encoding="utf-8")
+    assert "[source]" in text and "# How to cite the training data" in text

@@ -97,6 +97,17 @@ def test_outputs_follow_the_contract_and_hide_real_ids(all_modes, tmp_path) -> N
         write_utility_outputs(all_modes, out)
 
 
+def test_private_subject_map_is_real_csv(all_modes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    from dataclasses import replace
+
+    odd = {"S01": 'Smith, "J"\nscan 2', "S02": "plain"}
+    out = write_utility_outputs(replace(all_modes, subject_map=odd), tmp_path / "u")
+    with (out / "private_subject_map.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [["opaque_id", "subject"], ["S01", 'Smith, "J"\nscan 2'], ["S02", "plain"]]
+
+
 def test_table_rows_include_ratios(all_modes) -> None:  # type: ignore[no-untyped-def]
     rows = table_rows(all_modes)
     assert [r[0] for r in rows] == ["real", "synthetic", "mixed", "synthetic / real", "mixed / real"]

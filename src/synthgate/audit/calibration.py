@@ -84,6 +84,50 @@ def calibrate(
     return Calibration(method, thr, quantile, n, float(fpr))
 
 
+def calibrate_scores(
+    null: dict[str, np.ndarray], method: CalibrationMethod, quantile: float, threshold: float | None = None
+) -> dict[str, Calibration]:
+    """Thresholds for several scores that vote together (an image is flagged when any score reaches its own),
+    holding the family-wise false-positive rate at ``1 - quantile``.
+
+    Each score is standardised on its null (``z = (s - mean) / sd``); the statistic of an image is its largest
+    z over the scores, and the conformal ``quantile`` of the null images' largest z is the common level ``z*``.
+    Score ``s`` then flags at ``mean_s + z* sd_s``. Unlike one threshold per score (a union of tests, whose
+    false-positive rates add up), this is one calibrated statistic: its rate is that of :func:`calibrate`.
+    With one score it is :func:`calibrate` itself. ``threshold`` (explicit) applies to a single score only.
+
+    Args:
+        null: score name -> the null images' values (same images, same order; NaN where not computed).
+    """
+    names = list(null)
+    if len(names) == 1 or threshold is not None:
+        return {names[0]: calibrate(null[names[0]], method, quantile, threshold)}
+    mean, sd = standardisation(null)
+    level = calibrate(largest_z(null, mean, sd), method, quantile)
+    return {
+        n: Calibration(method, float(mean[i] + level.threshold * sd[i]), quantile, level.n_null,
+                       level.expected_false_positive_rate)
+        for i, n in enumerate(names)
+    }
+
+
+def standardisation(null: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sd) of each score's finite null values (sd 1 with fewer than two)."""
+    stack = [np.asarray(v, dtype=np.float64) for v in null.values()]
+    mean = np.array([np.mean(r[np.isfinite(r)]) if np.isfinite(r).any() else 0.0 for r in stack])
+    sd = np.array([np.std(r[np.isfinite(r)], ddof=1) if np.isfinite(r).sum() > 1 else 1.0 for r in stack])
+    return mean, np.where(sd > 0, sd, 1e-12)
+
+
+def largest_z(values: dict[str, np.ndarray], mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Each image's largest standardised score (NaN where no score was computed): the statistic the scores
+    vote with."""
+    stack = np.stack([np.asarray(v, dtype=np.float64) for v in values.values()])
+    z = (stack - mean[:, None]) / sd[:, None]
+    finite = np.isfinite(z)
+    return np.where(finite.any(axis=0), np.where(finite, z, -np.inf).max(axis=0), np.nan)
+
+
 def describe(scores: np.ndarray) -> dict[str, Any]:
     """n, mean, sd and quantiles of the finite scores (for summary.json)."""
     s = np.asarray(scores, dtype=np.float64)

@@ -19,6 +19,8 @@ from synthgate.audit.align import align_block
 from synthgate.audit.candidates import descriptor_candidates, descriptors
 from synthgate.audit.features import check_finite, hflip_features, pearson_features
 from synthgate.audit.index import FeatureCache
+from synthgate.audit.refine import refine, warp_candidates
+from synthgate.audit.scores import structure_and_partial
 from synthgate.audit.search import Backend, search_topk
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
 from synthgate.data.imageset import ImageSet
@@ -41,6 +43,8 @@ class MatchSettings:
     max_shift: int  # pixels
     query_block: int
     align_block: int
+    refine: tuple[bool, bool, bool] = (False, False, False)  # rotation, zoom, shift free in the refinement
+    extra_scores: bool = True  # structure and partial scores
 
     @property
     def per_image(self) -> int:
@@ -71,6 +75,10 @@ class SetScores:
     topk_scores: np.ndarray  # n x k exact pixel Pearson
     topk_rows: np.ndarray  # n x k training rows
     topk_flip: np.ndarray  # n x k bools
+    structure: np.ndarray  # structure score of the best pair (see synthgate.audit.scores); NaN if not computed
+    structure_row: np.ndarray
+    partial: np.ndarray  # partial score: best half-size window
+    partial_row: np.ndarray
     n_fallback: int = 0
     n_exact: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -81,7 +89,8 @@ class SetScores:
             valid=np.zeros(n, bool), score=np.full(n, np.nan), train_row=np.full(n, -1), flip=np.zeros(n, bool),
             angle_deg=np.zeros(n), scale=np.ones(n), shift_y=np.zeros(n), shift_x=np.zeros(n),
             pixel_score=np.full(n, np.nan), pixel_row=np.full(n, -1), topk_scores=np.full((n, k), np.nan),
-            topk_rows=np.full((n, k), -1), topk_flip=np.zeros((n, k), bool),
+            topk_rows=np.full((n, k), -1), topk_flip=np.zeros((n, k), bool), structure=np.full(n, np.nan),
+            structure_row=np.full(n, -1), partial=np.full(n, np.nan), partial_row=np.full(n, -1),
         )
 
     @property
@@ -128,7 +137,7 @@ def score_queries(
     import time
 
     out = SetScores.empty(n, settings.k)
-    timing = {"search": 0.0, "align": 0.0}
+    timing = {"search": 0.0, "align": 0.0, "scores": 0.0}
     done = 0
     for qb in blocks:
         ok = np.flatnonzero(qb.valid)
@@ -154,7 +163,11 @@ def score_queries(
             timing["search"] += t1 - t0
             if settings.robust:
                 _align(qb.vectors[ok], groups, pos, entries, scores, cache, settings, out)
-            timing["align"] += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            timing["align"] += t2 - t1
+            if settings.extra_scores:
+                _extra_scores(qb.vectors[ok], pos, entries, cache, settings, out)
+            timing["scores"] += time.perf_counter() - t2
         done += len(qb.positions)
         if progress is not None:
             progress("align" if settings.robust else "search", done, n)
@@ -188,7 +201,8 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: FeatureCa
 
 def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entries: np.ndarray,
            scores: np.ndarray, cache: FeatureCache, settings: MatchSettings, out: SetScores) -> None:
-    """Re-rank each query's candidates by alignment; keep it where it beats the pixel match."""
+    """Re-rank each query's candidates by alignment (grid, then refinement); keep it where it beats the pixel
+    match."""
     import torch
 
     m = settings.per_image
@@ -206,17 +220,63 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
             cands.append(np.where(ent >= 0, ent ^ 1, -1))  # a mirrored match may hide a rotated plain one
         al = align_block(imgs, todo, _unique_rows(np.concatenate(cands, axis=1)),
                          lambda e: _read_entries(cache, e, m), settings.warps, settings.max_shift)
-        p = pos[sl]
-        gain = todo & (al.entry >= 0) & (al.score > scores[sl, 0] + ROBUST_MIN_GAIN)
+        have = np.flatnonzero(todo & (al.entry >= 0))
+        if not len(have):
+            continue
+        sel = torch.from_numpy(have).to(imgs.device)
+        cand = _read_entries(cache, al.entry[have], m)
+        ref = refine(imgs[sel], cand, al.angle_deg[have], al.scale[have], al.shift_y[have], al.shift_x[have],
+                     free=settings.refine)
+        p = pos[sl][have]
+        gain = ref.score > scores[sl, 0][have] + ROBUST_MIN_GAIN
         for j in np.flatnonzero(gain):
             i = p[j]
-            out.score[i] = al.score[j]
-            out.train_row[i] = al.entry[j] // m
-            out.flip[i] = al.entry[j] % m == 1
-            out.angle_deg[i] = al.angle_deg[j]
-            out.scale[i] = al.scale[j]
-            out.shift_y[i] = al.shift_y[j]
-            out.shift_x[i] = al.shift_x[j]
+            out.score[i] = ref.score[j]
+            out.train_row[i] = al.entry[have[j]] // m
+            out.flip[i] = al.entry[have[j]] % m == 1
+            out.angle_deg[i] = ref.angle_deg[j]
+            out.scale[i] = ref.scale[j]
+            out.shift_y[i] = ref.shift_y[j]
+            out.shift_x[i] = ref.shift_x[j]
+
+
+#: Pixel candidates per query also scored by the structure and partial scores (at identity).
+EXTRA_PIXEL_CANDIDATES = 2
+
+
+def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cache: FeatureCache,
+                  settings: MatchSettings, out: SetScores) -> None:
+    """Structure and partial scores of each query's best aligned match and its first pixel candidates."""
+    import torch
+
+    m, shape = settings.per_image, cache.shape
+    for a in range(0, len(vectors), settings.align_block):
+        sl = slice(a, a + settings.align_block)
+        p = pos[sl]
+        imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
+        # pairs: the best match (moved by its transform) and the first pixel candidates (as they are)
+        best_entry = np.where(out.train_row[p] >= 0, out.train_row[p] * m + (out.flip[p] if m == 2 else 0), -1)
+        pairs = np.concatenate([best_entry[:, None], entries[sl, :EXTRA_PIXEL_CANDIDATES]], axis=1)
+        qi, col = np.nonzero(pairs >= 0)
+        if not len(qi):
+            continue
+        ent = pairs[qi, col]
+        moved = _read_entries(cache, ent, m)
+        first = col == 0
+        if first.any():
+            f = np.flatnonzero(first)
+            ft = torch.from_numpy(f).to(moved.device)
+            moved[ft] = warp_candidates(moved[ft], *(torch.tensor(np.asarray(v, np.float32), device=moved.device)
+                                                      for v in (out.angle_deg[p[qi[f]]], np.log(out.scale[p[qi[f]]]),
+                                                                out.shift_y[p[qi[f]]], out.shift_x[p[qi[f]]])))
+        st, pa = structure_and_partial(imgs[torch.from_numpy(qi).to(imgs.device)], moved)
+        for values, score_field, row_field in ((st, out.structure, out.structure_row),
+                                               (pa, out.partial, out.partial_row)):
+            for j in range(len(qi)):
+                i = p[qi[j]]
+                if not np.isfinite(score_field[i]) or values[j] > score_field[i]:
+                    score_field[i] = values[j]
+                    row_field[i] = ent[j] // m
 
 
 def _proposals(imgs: Any, groups: np.ndarray | None, cache: FeatureCache, settings: MatchSettings) -> np.ndarray:

@@ -11,11 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from synthgate.audit.calibration import Calibration, CalibrationMethod, TwoSampleTest, calibrate, compare_to_null
+from synthgate.audit.calibration import (
+    Calibration,
+    CalibrationMethod,
+    TwoSampleTest,
+    calibrate_scores,
+    compare_to_null,
+    largest_z,
+    standardisation,
+)
 from synthgate.audit.features import feature_channels
 from synthgate.audit.index import build_feature_cache
 from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries, score_queries
@@ -26,6 +35,14 @@ from synthgate.errors import InputError, UsageError
 from synthgate.runtime import versions
 
 logger = logging.getLogger(__name__)
+
+
+class Score(StrEnum):
+    """The scores that can flag an image, each calibrated on the null."""
+
+    PEARSON = "pearson"  # whole-image Pearson r after alignment (a copy)
+    STRUCTURE = "structure"  # high-pass residuals in the brain (a copy whose outline or intensities changed)
+    PARTIAL = "partial"  # the best half-size window (part of the image copied)
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,9 @@ class MemorizationConfig:
         scales: zoom factors searched.
         max_null: largest number of training images scored for the subject-disjoint null (seeded sample).
         seed: seed of that sample.
+        scores: the scores that vote (:class:`Score`): whole-image Pearson r always; ``structure`` and
+            ``partial`` (:mod:`synthgate.audit.scores`) by default. They vote together at one family-wise
+            false-positive rate (:func:`~synthgate.audit.calibration.calibrate_scores`).
     """
 
     k: int = 5
@@ -58,11 +78,12 @@ class MemorizationConfig:
     backend: Backend = Backend.TORCH
     device: str = "cpu"
     cache_dir: str | None = None
-    max_shift: float = 0.12
-    rotations: tuple[float, ...] = (-10.0, -5.0, 5.0, 10.0)
-    scales: tuple[float, ...] = (0.95, 1.05)
+    max_shift: float = 0.15
+    rotations: tuple[float, ...] = (-20.0, -10.0, 10.0, 20.0)
+    scales: tuple[float, ...] = (0.87, 1.15)
     max_null: int = 2000
     seed: int = 0
+    scores: tuple[Score, ...] = (Score.PEARSON, Score.STRUCTURE, Score.PARTIAL)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -81,11 +102,16 @@ class MemorizationConfig:
             raise UsageError(f"max_null must be >= 1, got {self.max_null}")
         object.__setattr__(self, "transforms", tuple(dict.fromkeys(Transform(t) for t in self.transforms)))
         object.__setattr__(self, "backend", Backend(self.backend))
+        scores = tuple(dict.fromkeys(Score(x) for x in self.scores))
+        if Score.PEARSON not in scores:
+            scores = (Score.PEARSON, *scores)
+        object.__setattr__(self, "scores", scores)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["transforms"] = [str(t) for t in self.transforms]
         d["backend"] = str(self.backend)
+        d["scores"] = [str(x) for x in self.scores]
         return d
 
 
@@ -98,7 +124,7 @@ class MemorizationResult:
     null: SetScores
     null_name: str  # "holdout" or "train (other subjects)"
     null_ids: tuple[str, ...]
-    calibration: Calibration
+    calibration: Calibration  # of the whole-image score
     flagged: np.ndarray  # bools, one per synthetic image
     train_subjects: tuple[str, ...]
     leaked_subjects: tuple[str, ...]
@@ -107,6 +133,10 @@ class MemorizationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
+    calibrations: dict[str, Calibration] = field(default_factory=dict)  # one per score that votes
+    flagged_by: tuple[str, ...] = ()  # per synthetic image: the scores at or above their threshold, "+"-joined
+    statistic: np.ndarray | None = None  # per synthetic image: what the scores vote with (largest standardised
+    # score; the Pearson score when it votes alone), for rankings such as an AUC
 
     @property
     def fraction_flagged(self) -> float:
@@ -133,9 +163,10 @@ class Plan:
 
 
 def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: int, n_warps: int, k: int,
-                flips: bool, device: str = "cpu") -> Plan:
+                flips: bool, device: str = "cpu", n_train: int | None = None) -> Plan:
     """A :class:`Plan` that keeps the audit's working set within ``max_memory`` bytes (host) and, on CUDA, within
-    70 % of the free device memory for the cache."""
+    70 % of the free device memory for the cache. When the cache of ``n_train`` images goes to a file, its share
+    of the host budget goes to the working blocks instead."""
     d = n_compared * h * w
     m = 2 if flips else 1
     if device.startswith("cuda"):
@@ -143,9 +174,11 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         cache_budget = int(0.7 * free)
+        work = 0.9 * max_memory
     else:
         cache_budget = int(0.45 * max_memory)
-    work = 0.55 * max_memory
+        in_file = n_train is not None and n_train * d * 4 > cache_budget
+        work = (0.9 if in_file else 0.55) * max_memory
     read_block = max(1, int(0.15 * work) // (4 * (n_channels * h * w + 3 * d)))
     query_block = max(1, int(0.35 * work) // (4 * (n_channels * h * w + (m + 2) * d)))
     # a block of cached features (+ bf16 copy) and the query x block scores (result + partial product)
@@ -196,10 +229,12 @@ def run_memorization_audit(
     warps = make_warps(config.rotations if Transform.ROTATE in geometric else (),
                        config.scales if Transform.ZOOM in geometric else ()) if geometric else ()
     max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
-    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device)
+    plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device,
+                       len(train))
     backend = resolve_backend(config.backend, config.device)
+    refine_free = (Transform.ROTATE in geometric, Transform.ZOOM in geometric, Transform.SHIFT in geometric)
     settings = MatchSettings(config.k, backend, config.device, flips, warps, max_shift, plan.query_block,
-                             plan.align_block)
+                             plan.align_block, refine_free, extra_scores=len(config.scores) > 1)
     subjects = train.subject_ids
     code = {s: i for i, s in enumerate(subjects)}
     groups = np.array([code[s] for s in train.subjects], dtype=np.int64)
@@ -246,9 +281,26 @@ def run_memorization_audit(
     if train_zero:
         logger.warning("%d training images have zero variance in a compared channel; they cannot be matched",
                        train_zero)
-    cal = calibrate(null.score, method, config.quantile, config.threshold)
-    flagged = syn.valid & (np.nan_to_num(syn.score, nan=-np.inf) >= cal.threshold)
-    leaked = tuple(dict.fromkeys(train.subjects[int(r)] for r in syn.train_row[flagged]))
+    votes = (Score.PEARSON,) if config.threshold is not None else config.scores
+    values = {Score.PEARSON: (syn.score, null.score, syn.train_row), Score.STRUCTURE:
+              (syn.structure, null.structure, syn.structure_row), Score.PARTIAL: (syn.partial, null.partial,
+                                                                                  syn.partial_row)}
+    calibrations = calibrate_scores({str(v): values[v][1] for v in votes}, method, config.quantile, config.threshold)
+    cal = calibrations[Score.PEARSON]
+    if len(votes) > 1:
+        mean, sd = standardisation({str(v): values[v][1] for v in votes})
+        statistic = largest_z({str(v): values[v][0] for v in votes}, mean, sd)
+    else:
+        statistic = np.asarray(syn.score, dtype=np.float64)
+    hits = np.stack([syn.valid & (np.nan_to_num(values[v][0], nan=-np.inf) >= calibrations[str(v)].threshold)
+                     for v in votes])
+    flagged: np.ndarray = np.asarray(hits.any(axis=0), dtype=bool)
+    flagged_by = tuple("+".join(str(v) for v, h in zip(votes, hits[:, i], strict=True) if h)
+                       for i in range(len(flagged)))
+    source = np.full(len(flagged), -1)
+    for v, h in zip(votes[::-1], hits[::-1], strict=True):  # the first score that flagged names the source
+        source = np.where(h, values[v][2], source)
+    leaked = tuple(dict.fromkeys(train.subjects[int(r)] for r in source[flagged]))
     test = compare_to_null(syn.score, null.score, null_name)
     counts = {
         "synthetic": len(synthetic),
@@ -271,6 +323,8 @@ def run_memorization_audit(
         "max_shift_px": max_shift,
         "warps": len(warps),
         "similarity": "mean over channels of Pearson r; best over mirror, shift, rotation and zoom",
+        "scores_combined": "an image is flagged when any score reaches its threshold; the thresholds share one "
+                           "standardised level (null mean + z * null sd), calibrated on the null's maximum z",
     }
     for name, sc in (("synthetic", syn), ("null", null)):
         for step, sec in sc.seconds.items():
@@ -278,7 +332,8 @@ def run_memorization_audit(
     return MemorizationResult(
         config=config, synthetic=syn, null=null, null_name=null_name, null_ids=tuple(null_ids), calibration=cal,
         flagged=flagged, train_subjects=subjects, leaked_subjects=leaked, test=test, counts=counts,
-        settings=settings_json, versions=_versions(), seconds=seconds,
+        settings=settings_json, versions=_versions(), seconds=seconds, calibrations=calibrations,
+        flagged_by=flagged_by, statistic=statistic,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import html
+import io
 import json
 import os
 from pathlib import Path
@@ -20,21 +21,28 @@ from synthgate import __version__
 from synthgate.atomic import atomic_dir
 from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
+from synthgate.audit.transforms import apply_match_transform
 from synthgate.data.imageset import ImageSet
+from synthgate.data.subjects import SubjectSource, subject_source
 from synthgate.runtime import figure_png, png_data_uri, pyplot
 
 MATCHES_COLUMNS = (
     "synthetic_id", "train_id", "train_subject", "score", "flagged", "transform",
     "pixel_score", "pixel_train_id", "angle_deg", "scale", "shift_y", "shift_x",
+    "flagged_by", "structure_score", "structure_train_id", "partial_score", "partial_train_id",
 )
 PLOTS = ("scores.png", "top_pairs.png")
 MAX_PAIRS = 12
+DIFF_RANGE = 2.0  # |difference| of standardised channels shown from black (0) to full colour (2 sd)
+PER_IMAGE_NOTE = ("the training set is a folder of images without subjects, so each image counts as its own "
+                  "subject; audit again with --subjects FILE.csv or --subject-pattern REGEX to count patients")
 
 
-def summary_json(result: MemorizationResult) -> dict[str, Any]:
-    """The content of summary.json (docs/contracts.md)."""
+def summary_json(result: MemorizationResult, train: ImageSet | None = None) -> dict[str, Any]:
+    """The content of summary.json (docs/contracts.md); ``train`` says where the training subjects came from."""
     cal = result.calibration
     total = len(result.train_subjects)
+    source = subject_source(train) if train is not None else SubjectSource.SET
     return {
         "synthgate_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -42,10 +50,15 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "fraction_flagged": result.fraction_flagged,
         "threshold": cal.threshold,
         "calibration": cal.to_json() | {"null": result.null_name, "note": calibration_note(result)},
+        "scores": {name: c.to_json() | {"threshold": c.threshold, "flagged": _count(result, name)}
+                   for name, c in result.calibrations.items()},
         "subjects_leaked": {
             "count": len(result.leaked_subjects),
             "fraction": len(result.leaked_subjects) / total if total else 0.0,
             "total": total,
+            "subjects_from": str(source),
+            "per_image": source is SubjectSource.PER_IMAGE,
+            "note": _subjects_note(result, source),
         },
         "distributions": {
             "synthetic_to_train": describe(result.synthetic.score),
@@ -54,8 +67,23 @@ def summary_json(result: MemorizationResult) -> dict[str, Any]:
         "test": result.test.to_json(),
         "transforms_flagged": _transform_counts(result),
         "settings": result.settings,
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "versions": result.versions,
     }
+
+
+def _count(result: MemorizationResult, score: str) -> int:
+    """Synthetic images at or above the threshold of ``score``."""
+    return sum(score in by.split("+") for by in result.flagged_by)
+
+
+def _subjects_note(result: MemorizationResult, source: SubjectSource) -> str:
+    if source is not SubjectSource.PER_IMAGE:
+        return ""
+    if result.calibration.method == "train-subject-disjoint":
+        return PER_IMAGE_NOTE + ("; without --holdout the null then pairs slices of one patient, which raises the "
+                                 "threshold and hides copies")
+    return PER_IMAGE_NOTE
 
 
 def calibration_note(result: MemorizationResult) -> str:
@@ -96,9 +124,16 @@ def matches_rows(result: MemorizationResult, train: ImageSet, synthetic: ImageSe
             t,
             f"{s.pixel_score[i]:.6f}" if ok else "",
             train.ids[p] if ok else "",
-            f"{s.angle_deg[i]:g}", f"{s.scale[i]:g}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
+            f"{s.angle_deg[i]:.2f}", f"{s.scale[i]:.4f}", f"{s.shift_y[i]:.1f}", f"{s.shift_x[i]:.1f}",
+            result.flagged_by[i] if result.flagged_by else "",
+            *_extra(s.structure[i], s.structure_row[i], train), *_extra(s.partial[i], s.partial_row[i], train),
         ])
     return rows
+
+
+def _extra(score: float, row: int, train: ImageSet) -> list[str]:
+    """(score, training id) columns of an extra score, empty where it was not computed."""
+    return [f"{score:.6f}", train.ids[int(row)]] if np.isfinite(score) and row >= 0 else ["", ""]
 
 
 def write_audit_outputs(
@@ -110,7 +145,7 @@ def write_audit_outputs(
     Raises:
         UsageError: ``out_dir`` exists and ``overwrite`` is false.
     """
-    summary = summary_json(result)
+    summary = summary_json(result, train)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         with (tmp / "matches.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -118,9 +153,9 @@ def write_audit_outputs(
             w.writerows(matches_rows(result, train, synthetic))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         hist = _histogram_png(result)
-        pairs = _pairs_png(result, train, synthetic)
+        pairs = _pairs(result, train, synthetic)
         (tmp / PLOTS[0]).write_bytes(hist)
-        (tmp / PLOTS[1]).write_bytes(pairs)
+        (tmp / PLOTS[1]).write_bytes(_stack_png([b for _, b in pairs]))
         (tmp / "report.html").write_text(_html(result, summary, train, synthetic, hist, pairs), encoding="utf-8")
     return Path(out_dir)
 
@@ -171,43 +206,91 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - float(x.mean())) / (sd if sd > 0 else 1.0)
 
 
-def _pairs_png(result: MemorizationResult, train: ImageSet, synthetic: ImageSet) -> bytes:
+def _pair_png(syn: np.ndarray, aligned: np.ndarray, channels: tuple[str, ...], label_channel: int | None) -> bytes:
+    """One pair as a grid: rows synthetic | aligned training | |difference|, one column per channel (label too).
+
+    The difference is that of the standardised channels (what Pearson r compares), on one fixed scale of 0 to
+    :data:`DIFF_RANGE` standard deviations so pairs compare by eye; for the label, the pixels whose values differ.
+    """
     plt = pyplot()
 
-    pick = _top_pairs(result)
-    c = next(iter(train.image_channels), 0)
-    n = max(1, len(pick))
-    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.2 * n), squeeze=False)
-    if len(pick):
-        syn = synthetic.read_rows(pick)[:, c]
-        tr = train.read_rows(result.synthetic.train_row[pick])[:, c]
-        tr = np.where(result.synthetic.flip[pick][:, None, None], tr[:, :, ::-1], tr)
-    for r in range(n):
-        for ax in axes[r]:
-            ax.axis("off")
-        if not len(pick):
-            axes[r][0].text(0.5, 0.5, "no valid synthetic image", ha="center")
-            continue
-        i = int(pick[r])
-        axes[r][0].imshow(syn[r], cmap="gray")
-        axes[r][1].imshow(tr[r], cmap="gray")
-        axes[r][2].imshow(np.abs(_z(syn[r]) - _z(tr[r])), cmap="magma")
-        axes[r][0].set_title(f"{synthetic.ids[i][:24]} ({result.synthetic.transforms[i]})", fontsize=7)
-        axes[r][1].set_title(f"{train.ids[int(result.synthetic.train_row[i])][:24]}", fontsize=7)
-        axes[r][2].set_title(f"|diff| r={result.synthetic.score[i]:.3f}", fontsize=7)
-    fig.suptitle(f"channel {train.channels[c]}; training image mirrored where matched so; |difference| of the "
-                 "standardised images before alignment", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.2 * n)))
+    c = len(channels)
+    fig, axes = plt.subplots(3, c, figsize=(2.3 * c, 2.3 * 3 + 0.2), squeeze=False)
+    for k, name in enumerate(channels):
+        is_label = k == label_channel
+        top = max(float(syn[k].max()), float(aligned[k].max()), 1.0) if is_label else None
+        kw: dict[str, Any] = {"cmap": "viridis", "vmin": 0, "vmax": top, "interpolation": "nearest"} if is_label \
+            else {"cmap": "gray"}
+        axes[0][k].imshow(syn[k], **kw)
+        axes[1][k].imshow(aligned[k], **kw)
+        diff = (np.rint(syn[k]) != np.rint(aligned[k])).astype(np.float32) if is_label \
+            else np.abs(_z(syn[k]) - _z(aligned[k]))
+        axes[2][k].imshow(diff, cmap="magma", vmin=0, vmax=1 if is_label else DIFF_RANGE)
+        axes[0][k].set_title(name, fontsize=10)
+        for r in range(3):
+            axes[r][k].set_xticks([])
+            axes[r][k].set_yticks([])
+    for r, what in enumerate(("synthetic", "training, aligned", "|difference|")):
+        axes[r][0].set_ylabel(what, fontsize=10)
+    fig.tight_layout()
     return _png(fig)
 
 
+def _pairs(result: MemorizationResult, train: ImageSet, synthetic: ImageSet) -> list[tuple[int, bytes]]:
+    """(synthetic row, PNG) for each pair :func:`_top_pairs` picks."""
+    s = result.synthetic
+    pick = _top_pairs(result)
+    if not len(pick):
+        return []
+    syn = synthetic.read_rows(pick)
+    tr = train.read_rows(s.train_row[pick])
+    return [(int(i), _pair_png(syn[r], apply_match_transform(tr[r], bool(s.flip[i]), float(s.angle_deg[i]),
+                                                             float(s.scale[i]), float(s.shift_y[i]),
+                                                             float(s.shift_x[i])),
+                               train.channels, train.label_channel))
+            for r, i in enumerate(pick)]
+
+
+def _stack_png(pngs: list[bytes]) -> bytes:
+    """The pair grids one under another, as ``top_pairs.png``."""
+    from PIL import Image
+
+    if not pngs:
+        img = Image.new("RGB", (320, 40), "white")
+    else:
+        parts = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
+        img = Image.new("RGB", (max(p.width for p in parts), sum(p.height for p in parts)), "white")
+        y = 0
+        for p in parts:
+            img.paste(p, (0, y))
+            y += p.height
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _pair_html(result: MemorizationResult, train: ImageSet, synthetic: ImageSet, i: int, png: bytes) -> str:
+    """One pair with its full ids (wrapped, never cut), score, flag and transform above the grid."""
+    s, esc = result.synthetic, html.escape
+    r = int(s.train_row[i])
+    flag = "FLAGGED" if result.flagged[i] else "not flagged"
+    return (f'<figure class="pair"><figcaption><b>{flag}</b>, score {s.score[i]:.4f} '
+            f"({esc(s.transforms[i])}: {'mirrored, ' if s.flip[i] else ''}angle {s.angle_deg[i]:g} deg, "
+            f"scale {s.scale[i]:g}, shift {s.shift_y[i]:.1f}, {s.shift_x[i]:.1f} px)<br>"
+            f"synthetic <span class=\"id\">{esc(synthetic.ids[i])}</span><br>"
+            f"training <span class=\"id\">{esc(train.ids[r])}</span> of subject "
+            f"<span class=\"id\">{esc(train.subjects[r])}</span></figcaption>"
+            f'<img alt="pair" src="{png_data_uri(png)}"></figure>')
+
+
 def _html(result: MemorizationResult, summary: dict[str, Any], train: ImageSet, synthetic: ImageSet,
-          hist: bytes, pairs: bytes) -> str:
+          hist: bytes, pairs: list[tuple[int, bytes]]) -> str:
     def img(b: bytes) -> str:
         return f'<img alt="plot" src="{png_data_uri(b)}">'
 
     cal = result.calibration
     esc = html.escape
+    figures = "".join(_pair_html(result, train, synthetic, i, b) for i, b in pairs) or "<p>No valid pair.</p>"
     rows = matches_rows(result, train, synthetic)
     order = sorted(range(len(rows)), key=lambda i: (rows[i][4] != "true", -(float(rows[i][3] or "-inf"))))
     table = "".join(
@@ -219,19 +302,26 @@ def _html(result: MemorizationResult, summary: dict[str, Any], train: ImageSet, 
 <html lang="en"><head><meta charset="utf-8"><title>PRIVATE - synthgate memorization audit</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} .private{{background:#b00;color:#fff;
 padding:.6em;font-weight:bold}} table{{border-collapse:collapse;font-size:12px}} td,th{{border:1px solid #ccc;
-padding:2px 6px}} img{{max-width:100%}}</style></head><body>
+padding:2px 6px;overflow-wrap:anywhere}} img{{max-width:100%}} .id{{font-family:monospace;overflow-wrap:anywhere}}
+figure.pair{{margin:1.2em 0;border-top:1px solid #ddd;padding-top:.6em}}</style></head><body>
 <div class="private">PRIVATE: this report shows training images. Do not share it; it never goes into a release.</div>
 <h1>Memorization audit</h1>
 <p>{result.counts['flagged']} of {result.counts['synthetic']} synthetic images flagged
 ({100 * result.fraction_flagged:.2f} %); {leaked['count']} of {leaked['total']} training subjects have at least
-one flagged copy. Zero-variance synthetic images (not comparable): {result.counts['zero_variance']}.</p>
+one flagged copy{esc(' (' + leaked['note'] + ')') if leaked['note'] else ''}. Zero-variance synthetic images
+(not comparable): {result.counts['zero_variance']}.</p>
 <p>Threshold {cal.threshold:.6f} ({esc(str(cal.method))}{'' if cal.quantile is None else f', quantile {cal.quantile}'},
 {cal.n_null} null scores from {esc(result.null_name)}); expected false-positive rate per image:
 {'n/a' if cal.expected_false_positive_rate is None else f'{cal.expected_false_positive_rate:.4f}'}.</p>
 <p>{esc(summary['calibration']['note'])}</p>
 <p>Test: {esc(result.test.interpretation)}.</p>
 <h2>Scores</h2>{img(hist)}
-<h2>Top pairs (synthetic | nearest training image | difference)</h2>{img(pairs)}
+<h2>Top pairs</h2>
+<p>Each synthetic image (top row), its nearest training image moved onto it by the matched transform (mirror,
+rotation, zoom, shift; middle row), and the absolute difference of the standardised channels after that
+alignment (bottom row, black = equal, full colour = {DIFF_RANGE:g} standard deviations or more; for the label,
+the pixels whose values differ). Every channel is shown.</p>
+{figures}
 <h2>Matches</h2><table><tr>{head}</tr>{table}</table>
 <p>synthgate {esc(__version__)}</p></body></html>
 """

@@ -28,6 +28,9 @@ class Transform(StrEnum):
 
 
 ALL_TRANSFORMS = (Transform.HFLIP, Transform.SHIFT, Transform.ROTATE, Transform.ZOOM)
+#: Smallest rotation (degrees), zoom (|scale - 1|) and shift (pixels) that a match's name reports: the
+#: refinement moves the parameters continuously, and a copy is not "rotated" by a hundredth of a degree.
+MIN_ANGLE, MIN_ZOOM, MIN_SHIFT = 0.5, 0.005, 0.5
 #: Reported for images with a constant channel, which are never matched.
 ZERO_VARIANCE = "zero-variance"
 
@@ -37,11 +40,11 @@ def transform_name(flip: bool, angle_deg: float, scale: float, shift_y: float, s
     parts = []
     if flip:
         parts.append(Transform.HFLIP.value)
-    if angle_deg != 0.0:
+    if abs(angle_deg) >= MIN_ANGLE:
         parts.append(Transform.ROTATE.value)
-    if scale != 1.0:
+    if abs(scale - 1.0) >= MIN_ZOOM:
         parts.append(Transform.ZOOM.value)
-    if round(shift_y, 1) != 0 or round(shift_x, 1) != 0:
+    if max(abs(shift_y), abs(shift_x)) >= MIN_SHIFT:
         parts.append(Transform.SHIFT.value)
     return "+".join(parts) or "identity"
 

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from synthgate import pipeline
-from synthgate.audit.memorization import MemorizationConfig
+from synthgate.atomic import check_target
+from synthgate.audit.memorization import MemorizationConfig, Score
 from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
@@ -16,12 +17,32 @@ from synthgate.cli.options import (
     BackendOpt,
     Device,
     DeviceOpt,
+    FolderChannels,
     Json,
     MaxMemory,
     Out,
     Overwrite,
+    SubjectPatternOpt,
+    SubjectsOpt,
     TransformsOpt,
 )
+from synthgate.data.readers import load_set
+from synthgate.data.subjects import apply_subjects, subject_map
+from synthgate.errors import UsageError
+
+
+def parse_scores(text: str) -> tuple[Score, ...]:
+    """``"pearson,structure"`` -> the scores (:class:`~synthgate.audit.memorization.Score`).
+
+    Raises:
+        UsageError: a name that is not a score.
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in {str(x) for x in Score}]
+    if bad or not names:
+        raise UsageError(f"--scores: {', '.join(map(repr, bad)) or 'nothing'} is not one of "
+                         f"{', '.join(map(str, Score))}; give a comma list of them")
+    return tuple(Score(n) for n in names)
 
 
 @handle_errors
@@ -39,6 +60,12 @@ def memorization(
     ] = None,
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
+    channels: FolderChannels = None,
+    scores: Annotated[str, typer.Option(
+        "--scores", help="Scores that vote, comma list of pearson, structure, partial (pearson always votes).")
+    ] = "pearson,structure,partial",
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     max_memory: MaxMemory = 2 << 30,
     backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
@@ -47,13 +74,23 @@ def memorization(
 ) -> None:
     """Search the synthetic images for copies of training images; calibrate; write the private evidence to --out:
     matches.csv, summary.json, report.html."""
+    from synthgate.data.imageset import conform_to
+    from synthgate.data.readers import parse_channels
 
     dev = resolve_device(device)
     be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
-                                include_label=include_label, max_memory=max_memory, backend=be, device=dev)
+                                include_label=include_label, max_memory=max_memory, backend=be, device=dev,
+                                scores=parse_scores(scores))
+    check_target(out, overwrite)
+    folder_channels = parse_channels(channels)
+    groups = subject_map(subjects, subject_pattern)
+    train_set = apply_subjects(load_set(train, channels=folder_channels), groups, "--train")
+    syn_set = conform_to(load_set(synthetic, channels=folder_channels), train_set, "--synthetic", "--train")
+    hold_set = None if holdout is None else apply_subjects(
+        conform_to(load_set(holdout, channels=folder_channels), train_set, "--holdout", "--train"), groups, "--holdout")
     with progress_bar("memorization audit") as progress:
-        stage = pipeline.audit_memorization(train, synthetic, holdout, out, config, overwrite=overwrite,
+        stage = pipeline.audit_memorization(train_set, syn_set, hold_set, out, config, overwrite=overwrite,
                                             progress=progress)
     result = stage.result
     if json_out:

@@ -9,7 +9,19 @@ import typer
 
 from synthgate import pipeline
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
-from synthgate.cli.options import Device, DeviceOpt, Json, Out, Overwrite
+from synthgate.cli.options import (
+    Device,
+    DeviceOpt,
+    FolderChannels,
+    Json,
+    Out,
+    Overwrite,
+    SubjectPatternOpt,
+    SubjectsOpt,
+)
+from synthgate.data.imageset import conform_to
+from synthgate.data.readers import load_set, parse_channels
+from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.segment.models import Net
 from synthgate.segment.report import table_rows
 from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset
@@ -21,6 +33,7 @@ def utility(
     real_test: Annotated[Path, typer.Option("--real-test", help="Real test set, subjects unseen in training.")],
     out_dir: Out,
     synthetic: Annotated[Path | None, typer.Option("--synthetic", help="Labelled synthetic set.")] = None,
+    channels: FolderChannels = None,
     net: Annotated[Net, typer.Option("--net", help="Segmentation network.")] = Net.UNET,
     mode: Annotated[
         Mode, typer.Option("--mode", help="Training sources: all = real, synthetic and mixed.")
@@ -45,6 +58,8 @@ def utility(
         int | None, typer.Option("--max-slices", min=1, help="Train on at most N slices.")
     ] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentations.")] = False,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     device: DeviceOpt = Device.AUTO,
     threads: Annotated[
         int | None,
@@ -74,9 +89,14 @@ def utility(
         import torch
 
         torch.set_num_threads(threads)
+    groups = subject_map(subjects, subject_pattern)
+    train = apply_subjects(load_set(real_train), groups, "--real-train")
+    test = apply_subjects(load_set(real_test), groups, "--real-test")
+    syn = None if synthetic is None else conform_to(load_set(synthetic, channels=parse_channels(channels)), train,
+                                                    "--synthetic", "--real-train")
     with progress_bar("utility: training epochs") as progress:
-        stage = pipeline.audit_utility(synthetic, real_train, real_test, out_dir, config, device=dev,
-                                       overwrite=overwrite, progress=progress)
+        stage = pipeline.audit_utility(syn, train, test, out_dir, config, device=dev, overwrite=overwrite,
+                                       progress=progress)
     result = stage.result
     if as_json:
         print_json(stage.to_json())

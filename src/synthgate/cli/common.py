@@ -118,33 +118,39 @@ def progress_enabled() -> bool:
 
 @contextlib.contextmanager
 def progress_bar(description: str) -> Iterator[Progress]:
-    """Yield a library ``progress(stage, done, total)`` callback drawn as a rich progress bar on terminals (the
-    stage beside the bar), a no-op elsewhere."""
+    """Yield a library ``progress(stage, done, total)`` callback drawn as one rich bar per stage (``description:
+    stage``), with its rate and ETA, on a terminal; a no-op elsewhere."""
     if not progress_enabled():
         yield lambda stage, done, total: None
         return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
 
-    with Progress(
+    with RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[stage]}"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
-        transient=True,
     ) as prog:
-        task = prog.add_task(description, total=None, stage="")
+        tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total, stage=stage)
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(f"{description}: {stage}", total=total, rate="")
+            task = tasks[stage]
+            prog.update(task, completed=done, total=total)
+            speed = prog.tasks[task].speed
+            prog.update(task, rate=f"{speed:,.0f}/s" if speed else "")
 
         yield update

@@ -144,6 +144,15 @@ SlicesOpt = Annotated[
     SliceSelection, typer.Option("--slices", help="brain: slices with enough brain; tumour: only those with tumour.")
 ]
 LabelsOpt = Annotated[Labels, typer.Option("--labels", help="Label convention; auto: from the file names.")]
+FolderChannels = Annotated[
+    str | None,
+    typer.Option(
+        "--channels",
+        metavar="<name,...>",
+        help="Names of the channels of image-folder inputs, in file order (e.g. t1,t1c,t2,flair,label); without "
+        "it a folder's unnamed channels take the reference set's names by position.",
+    ),
+]
 BackendOpt = Annotated[
     Backend, typer.Option("--backend", help="Candidate search (results are the same; speed differs).")
 ]
@@ -154,6 +163,24 @@ TransformsOpt = Annotated[
         parser=_option_parser(parse_transforms),
         metavar=f"<{','.join(Transform)}|none>",
         help="Geometric transforms searched, a comma list; none: pixel Pearson only.",
+    ),
+]
+SubjectsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--subjects",
+        metavar="<file.csv>",
+        help="CSV with columns id, subject: the subject of each image of the real image-folder inputs "
+        "(without it, or --subject-pattern, each image of a folder counts as its own subject).",
+    ),
+]
+SubjectPatternOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--subject-pattern",
+        metavar="<regex>",
+        help="Regular expression with a named group 'subject', searched in each image id of the real "
+        "image-folder inputs, e.g. '^(?P<subject>[^_]+)_'.",
     ),
 ]
 
@@ -183,6 +210,8 @@ __all__ = [
     "Out",
     "Overwrite",
     "SlicesOpt",
+    "SubjectPatternOpt",
+    "SubjectsOpt",
     "TransformsOpt",
     "parse_size",
     "parse_transforms",

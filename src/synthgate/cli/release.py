@@ -10,7 +10,10 @@ from rich.text import Text
 
 from synthgate import pipeline
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
-from synthgate.cli.options import Json, Out, Overwrite
+from synthgate.cli.options import FolderChannels, Json, Out, Overwrite, SubjectPatternOpt, SubjectsOpt
+from synthgate.data.imageset import conform_to
+from synthgate.data.readers import load_set, parse_channels
+from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.errors import IntegrityError, UsageError
 from synthgate.release.gate import GateDecision, ReleaseRefused
 from synthgate.release.policy import ReleasePolicy, load_policy, write_policy_template
@@ -32,7 +35,7 @@ def render_checks(decision: GateDecision) -> None:
     for col in ("", "check", "figure", "policy", "note"):
         table.add_column(col)
     for c in decision.checks:
-        mark = Text("pass", "green") if c.passed else Text("FAIL", "bold red")
+        mark = {"pass": Text("pass", "green"), "waived": Text("waived", "dim")}.get(c.status, Text("FAIL", "bold red"))
         table.add_row(mark, *(Text(str(v)) for v in (c.name, c.value, c.limit, c.detail)))
     err.print(table)
     for w in decision.warnings:
@@ -76,6 +79,9 @@ def build(
         Path | None, typer.Option("--policy", help="Policy TOML (default: the built-in defaults).")
     ] = None,
     train: Annotated[Path | None, typer.Option("--train", help="Training set, to record its manifest hash.")] = None,
+    channels: FolderChannels = None,
+    subjects: SubjectsOpt = None,
+    subject_pattern: SubjectPatternOpt = None,
     overwrite: Overwrite = False,
     as_json: Json = False,
 ) -> None:
@@ -85,8 +91,13 @@ def build(
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
         say("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
+    syn = load_set(synthetic, channels=parse_channels(channels))
+    groups = subject_map(subjects, subject_pattern)
+    tr = apply_subjects(load_set(train), groups, "--train") if train is not None else None
+    if tr is not None:
+        syn = conform_to(syn, tr, "--synthetic", "--train")
     try:
-        stage = pipeline.build(synthetic, audit, utility, pol, out_dir, train=train, overwrite=overwrite)
+        stage = pipeline.build(syn, audit, utility, pol, out_dir, train=tr, overwrite=overwrite)
     except ReleaseRefused as e:
         if as_json:
             print_json(e.decision.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,8 @@ import numpy as np
 from synthgate.data.blockio import read_blocks, read_rows
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,47 @@ def check_compatible(a: ImageSet, b: ImageSet, name_a: str, name_b: str) -> None
         raise InputError(
             f"{name_a} has its label in channel {a.label_channel} but {name_b} in channel {b.label_channel}"
         )
+
+
+def unnamed_channels(s: ImageSet) -> bool:
+    """True if the channels carry only the placeholder names a folder reader gives (``c0``, ``c1``, ...)."""
+    return s.channels == tuple(f"c{i}" for i in range(len(s.channels)))
+
+
+def name_channels(s: ImageSet, names: Sequence[str], name: str) -> ImageSet:
+    """``s`` with its channels named ``names`` in order; a channel named ``label`` becomes the label channel.
+
+    Raises:
+        InputError: a different number of names than channels.
+    """
+    if len(names) != len(s.channels):
+        raise InputError(f"--channels names {len(names)} channel(s) ({','.join(names)}) but {name} has "
+                         f"{len(s.channels)}; give one name per channel, in file order")
+    label = names.index("label") if "label" in names else None
+    return replace(s, channels=tuple(names), label_channel=label, label_map=s.label_map if label is not None else None)
+
+
+def conform_to(s: ImageSet, ref: ImageSet, name: str, ref_name: str) -> ImageSet:
+    """``s`` with what a folder of images cannot say taken from the set it is compared with.
+
+    * Unnamed channels (``c0``...) get ``ref``'s names by position when the counts agree, with a warning that
+      says so (``--channels`` names them explicitly and silences it).
+    * A label channel in the same place as ``ref``'s, without a label map, gets ``ref``'s label map.
+    * No recorded geometry and images of ``ref``'s size: ``ref``'s pixel spacing and axes.
+
+    A set that already disagrees with ``ref`` is returned unchanged, for :func:`check_compatible` to report.
+    """
+    out = s
+    if unnamed_channels(s) and not unnamed_channels(ref) and len(s.channels) == len(ref.channels):
+        logger.warning("%s: its %d channels have no names; matched to %s's %s by position (pass --channels %s to "
+                       "name them)", name, len(s.channels), ref_name, ",".join(ref.channels), ",".join(ref.channels))
+        out = replace(out, channels=ref.channels, label_channel=ref.label_channel)
+    if out.channels == ref.channels and out.label_channel == ref.label_channel and out.label_map is None:
+        out = replace(out, label_map=ref.label_map)
+    if "orientation" not in out.meta and "orientation" in ref.meta and out.shape[1:] == ref.shape[1:]:
+        geometry = {"spacing": ref.meta.get("spacing"), "orientation": ref.meta["orientation"]}
+        out = replace(out, meta={**out.meta, **geometry})
+    return out
 
 
 def require_nonempty(s: ImageSet, name: str) -> None:

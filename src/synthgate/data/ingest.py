@@ -30,6 +30,7 @@ from synthgate.data.brats import (
     load_subject,
 )
 from synthgate.data.config import IngestConfig, Normalisation, OnError, SliceSelection
+from synthgate.data.geometry import Geometry, slice_geometry
 from synthgate.data.imageset import ImageSet, Skipped
 from synthgate.data.labels import BRATS2021, LabelMap
 from synthgate.data.slicing import normalise_volume, slice_subject
@@ -107,13 +108,13 @@ def plan_cohort(cohort: Path, config: IngestConfig) -> CohortPlan:
                       cohort_label_map(subjects, config.labels) if has_label else None)
 
 
-def _store_meta(plan: CohortPlan, config: IngestConfig, cohort_spacing: tuple[float, ...] | None) -> dict[str, Any]:
+def _store_meta(plan: CohortPlan, config: IngestConfig, geometry: Geometry | None) -> dict[str, Any]:
     return {
         "label_channel": len(plan.sequences) if plan.has_label else None,
         "label_map": None if plan.label_map is None else plan.label_map.to_json(),
         "normalisation": str(config.normalisation),
         "size": config.size,
-        "spacing": None if cohort_spacing is None else list(cohort_spacing),
+        **(geometry.to_meta() if geometry is not None else {}),
         "ingest": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, StrEnum) else v)
                    for k, v in asdict(config).items()},
     }
@@ -121,12 +122,12 @@ def _store_meta(plan: CohortPlan, config: IngestConfig, cohort_spacing: tuple[fl
 
 @dataclass(frozen=True)
 class SlicedSubject:
-    """One subject's slices: N x C x H x W images and the axial index of each."""
+    """One subject's slices: N x C x H x W images, the axial index of each, and where they lie."""
 
     subject: str
     images: np.ndarray
     slice_index: np.ndarray
-    spacing: tuple[float, float, float]
+    geometry: Geometry
 
     @property
     def ids(self) -> list[str]:
@@ -149,7 +150,8 @@ def iter_sliced_subjects(plan: CohortPlan, config: IngestConfig, on_error: OnErr
             skipped.append(Skipped(str(sf.folder), str(e)))
             continue
         img, z = slice_subject(vol, plan.sequences, config, plan.has_label)
-        yield SlicedSubject(sf.subject, img, z, vol.spacing)
+        shape = next(iter(vol.sequences.values())).shape
+        yield SlicedSubject(sf.subject, img, z, slice_geometry(shape, vol.spacing, config.size))
         if progress:
             progress("ingest", i + 1, len(plan.subjects))
 
@@ -163,7 +165,7 @@ def slice_cohort(cohort: Path, config: IngestConfig, on_error: OnError = OnError
     c = len(plan.channels)
     images = (np.concatenate([p.images for p in parts]) if parts
               else np.zeros((0, c, config.size, config.size), np.float32))
-    meta = _store_meta(plan, config, parts[0].spacing if parts else None)
+    meta = _store_meta(plan, config, _cohort_geometry([(p.subject, p.geometry) for p in parts]))
     return ImageSet(
         images=images, ids=tuple(i for p in parts for i in p.ids),
         subjects=tuple(p.subject for p in parts for _ in p.slice_index), channels=plan.channels,
@@ -177,6 +179,18 @@ def slice_cohort(cohort: Path, config: IngestConfig, on_error: OnError = OnError
 
 def _load_unlabelled(sf: SubjectFiles) -> SubjectVolumes:
     return load_subject(sf, BRATS2021)
+
+
+def _cohort_geometry(parts: list[tuple[str, Geometry]]) -> Geometry | None:
+    """The geometry of the first subject; a warning names any subject whose pixels differ by more than 1 %."""
+    if not parts:
+        return None
+    first, g0 = parts[0]
+    for subject, g in parts[1:]:
+        if g.axes != g0.axes or not np.allclose(g.spacing, g0.spacing, rtol=0.01):
+            logger.warning("subject %s has %s mm pixels but %s has %s mm; the store records those of %s",
+                           subject, [round(v, 3) for v in g.spacing], first, [round(v, 3) for v in g0.spacing], first)
+    return g0
 
 
 @dataclass(frozen=True)
@@ -229,15 +243,15 @@ def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | No
     with atomic_dir(out, overwrite=overwrite) as tmp:
         writers = {name: StoreWriter(tmp / name, plan.channels, config.dtype) for name in SPLITS if assignment[name]}
         kept_subjects: dict[str, set[str]] = {name: set() for name in writers}
-        spacing = None
+        geometries: list[tuple[str, Geometry]] = []
         for part in iter_sliced_subjects(plan, config, mode, skipped, progress):
-            spacing = spacing or part.spacing
+            geometries.append((part.subject, part.geometry))
             name = split_of[part.subject]
             writers[name].append(part.images, part.ids, part.subject, part.slice_index, "real")
             kept_subjects[name].add(part.subject)
         if len(skipped) == len(plan.subjects):
             raise InputError(f"{cohort}: every subject was invalid and skipped; nothing to ingest")
-        meta = _store_meta(plan, config, spacing)
+        meta = _store_meta(plan, config, _cohort_geometry(geometries))
         for name, w in writers.items():
             n = w.close({**meta, "split": name}, config.size)
             counts[name] = {"subjects": len(kept_subjects[name]), "images": n}

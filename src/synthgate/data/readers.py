@@ -12,16 +12,19 @@ import gzip
 import logging
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from synthgate.data.brats import looks_like_brats
 from synthgate.data.config import IngestConfig, OnError
-from synthgate.data.imageset import ImageSet, Skipped
+from synthgate.data.imageset import ImageSet, Skipped, name_channels
 from synthgate.data.ingest import slice_cohort
 from synthgate.data.store import is_store, read_store
-from synthgate.errors import InputError
+from synthgate.data.subjects import PER_IMAGE, SUBJECTS_KEY
+from synthgate.errors import InputError, UsageError
 from synthgate.runtime import Progress
 
 logger = logging.getLogger(__name__)
@@ -71,12 +74,7 @@ def read_image_file(path: Path) -> np.ndarray:
             if arr.ndim == 3:
                 arr = np.moveaxis(arr, -1, 0)
         else:
-            import nibabel as nib
-
-            arr = np.asarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
-            arr = np.squeeze(arr)
-            if arr.ndim == 2:
-                arr = arr.T  # NIfTI stores (x, y): show rows as y
+            arr = _read_nifti_2d(path)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise InputError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is corrupt or truncated") from None
     except Exception as e:  # nibabel and PIL raise their own exception types for corrupt files
@@ -91,10 +89,34 @@ def read_image_file(path: Path) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _read_nifti_2d(path: Path) -> np.ndarray:
+    """A 2D NIfTI image laid out as ingest lays out slices (:mod:`synthgate.data.geometry`), whatever its affine.
+
+    The image is reoriented to RAS (nibabel); of its two in-plane axes the later one (superior or anterior)
+    runs up the rows and the earlier one (right) along the columns, so an axial slice shows anterior up and a
+    slice a release wrote reads back as it was written. Anything that is not one slice comes back squeezed.
+    """
+    import nibabel as nib
+
+    img: Any = nib.load(path)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim != 3 or sorted(data.shape)[0] != 1:
+        return np.squeeze(data)
+    canon = nib.as_closest_canonical(nib.Nifti1Image(data, img.affine))
+    vol = np.asarray(canon.dataobj)
+    normal = int(np.argmin(vol.shape)) if 1 in vol.shape else 2
+    cols, rows = (a for a in range(3) if a != normal)
+    return np.ascontiguousarray(np.take(vol, 0, axis=normal).transpose(
+        (rows - (rows > normal), cols - (cols > normal)))[::-1])
+
+
 def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_sep: str | None = None) -> ImageSet:
     """Read a folder of per-image files into a set (id = file stem).
 
-    The subject of each image is its id, or the part of the id before ``subject_sep`` when given.
+    The subject of each image is its id, or the part of the id before ``subject_sep`` when given; without
+    ``subject_sep`` the set is marked as having per-image subjects (:mod:`synthgate.data.subjects`).
     Images must share one shape; with ``on_error="skip"`` invalid files are skipped and listed in ``skipped``.
     """
     files = sorted(p for p in folder.iterdir() if _is_image_file(p))
@@ -127,6 +149,7 @@ def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_s
         subjects=tuple(subjects),
         channels=tuple(f"c{i}" for i in range(c)),
         sources=("file",) * len(ids),
+        meta={} if subject_sep else {SUBJECTS_KEY: str(PER_IMAGE)},
         skipped=tuple(skipped),
     )
 
@@ -171,6 +194,7 @@ def load_set(
     on_error: OnError | str = OnError.RAISE,
     mmap: bool = True,
     progress: Progress | None = None,
+    channels: Sequence[str] | None = None,
 ) -> ImageSet:
     """Load any image-set input of DESIGN.md.
 
@@ -180,6 +204,8 @@ def load_set(
         on_error: ``"raise"`` stops at the first invalid file; ``"skip"`` skips it and lists it in ``skipped``.
         mmap: keep a store's images on disk.
         progress: called as ``progress("ingest", done, total)`` over the subjects of a BraTS folder.
+        channels: names of a folder's channels in file order (``label`` marks the label channel); a store or
+            BraTS folder names its own, and must agree.
 
     Raises:
         InputError: missing, invalid or empty input (exit 5).
@@ -195,4 +221,24 @@ def load_set(
         s = slice_cohort(p, ingest or IngestConfig(), on_error=mode, progress=progress)
     if len(s) == 0:
         raise InputError(f"{p}: the set is empty; check the path and the slice-selection settings")
+    if channels is not None:
+        if kind == "images":
+            return name_channels(s, channels, str(p))
+        if tuple(channels) != s.channels:
+            raise InputError(f"--channels {','.join(channels)}: {p} names its own channels "
+                             f"{','.join(s.channels)}; --channels is for folders of image files")
     return s
+
+
+def parse_channels(text: str | None) -> tuple[str, ...] | None:
+    """``"t1,t1c,t2,flair,label"`` -> the names (``None`` for ``None``).
+
+    Raises:
+        UsageError: an empty or repeated name.
+    """
+    if text is None:
+        return None
+    names = tuple(t.strip() for t in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise UsageError(f"--channels {text!r}: give distinct comma-separated names, e.g. t1,t1c,t2,flair,label")
+    return names

@@ -92,7 +92,8 @@ def slice_subject(vol: SubjectVolumes, sequences: tuple[str, ...], config: Inges
     if has_label:
         assert vol.label is not None  # checked by the caller: every subject has a label file
         chans.append(vol.label.astype(np.float32))
-    # RAS volume X x Y x Z -> axial images with anterior up: rows = Y reversed, columns = X.
+    # RAS volume X x Y x Z -> axial images with anterior up: rows = Y reversed, columns = X
+    # (axis codes P, R, S: synthgate.data.geometry.SLICE_AXES, recorded in the store's meta).
     stack = np.stack([c[:, :, z] for c in chans])  # C x X x Y x N
     stack = np.transpose(stack, (3, 0, 2, 1))[:, :, ::-1, :]  # N x C x Y x X, anterior up
     stack = _to_square(stack)

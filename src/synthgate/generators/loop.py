@@ -80,7 +80,8 @@ def _data_spec(data: ImageSet, name: str) -> DataSpec:
         label_map=data.label_map,
         height=h,
         width=w,
-        source={k: data.meta[k] for k in ("normalisation", "size", "spacing", "split") if k in data.meta},
+        source={k: data.meta[k] for k in ("normalisation", "size", "spacing", "orientation", "split")
+                if k in data.meta},
     )
 
 

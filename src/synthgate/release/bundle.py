@@ -1,6 +1,8 @@
 """``release build``: evaluate the gate and, on a pass, write the release bundle (a BagIt bag) atomically.
 
-Bag layout (RFC 8493)::
+Bag layout (BagIt 1.0, RFC 8493; ``bagit`` writes version 0.97 tag files, and :func:`_make_bag` declares 1.0,
+which the payload meets: sha256 manifests, UTF-8 tag files, and file names free of the CR, LF and ``%`` that
+1.0 encodes differently)::
 
     BUNDLE/bagit.txt, bag-info.txt, manifest-sha256.txt, tagmanifest-sha256.txt
     BUNDLE/data/README.md                    dataset card (Hugging Face YAML + body)
@@ -22,7 +24,7 @@ from synthgate import __version__
 from synthgate.atomic import atomic_dir, check_target
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import IntegrityError, UsageError
-from synthgate.release.card import render_card
+from synthgate.release.card import nnunet_dataset_json, render_card
 from synthgate.release.gate import GateDecision, ReleaseRefused, evaluate_gate
 from synthgate.release.hf import write_parquet_shards
 from synthgate.release.inputs import read_audit, read_utility
@@ -108,10 +110,10 @@ def build_release(
         train_manifest=manifest_hash(train) if train is not None else None,
     )
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_parquet_shards(r, tmp, rows_per_shard=rows_per_shard)
-        write_nnunet(r, tmp)
+        info = write_parquet_shards(r, tmp, rows_per_shard=rows_per_shard)
+        write_nnunet(r, tmp, nnunet_dataset_json(r, policy))
         (tmp / CARD).write_text(
-            render_card(r, policy, decision, audit.summary, None if utility is None else utility.data),
+            render_card(r, policy, decision, audit.summary, None if utility is None else utility.data, info),
             encoding="utf-8",
         )
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -135,7 +137,12 @@ def build_release(
     )
 
 
+BAGIT_VERSION = "1.0"
+
+
 def _make_bag(folder: Path) -> None:
+    """Turn ``folder`` into a BagIt 1.0 bag: bagit writes the manifests, then the declaration and tag manifest
+    are rewritten for version 1.0 (bagit-python validates 1.0 bags but only writes 0.97)."""
     bagit = optional_import("bagit")
     bagit.make_bag(
         str(folder),
@@ -146,3 +153,7 @@ def _make_bag(folder: Path) -> None:
         },
         checksums=["sha256"],
     )
+    (folder / "bagit.txt").write_text(
+        f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8"
+    )
+    bagit.Bag(str(folder)).save()  # recomputes tagmanifest-sha256.txt over the new bagit.txt

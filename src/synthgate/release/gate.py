@@ -132,6 +132,7 @@ def evaluate_gate(
             value=method,
             limit="holdout-quantile required" if policy.require_holdout_calibration else "not required",
             detail="" if method == "holdout-quantile" else "audit again with --holdout",
+            waived=method != "holdout-quantile" and not policy.require_holdout_calibration,
         )
     )
     before = n_flagged / n if n else 0.0
@@ -143,16 +144,7 @@ def evaluate_gate(
             limit=f"<= {policy.max_fraction_flagged_before_removal}",
         )
     )
-    leaked = audit.summary.get("subjects_leaked") or {}
-    leaked_frac = float(leaked.get("fraction", 0.0) or 0.0)
-    checks.append(
-        Check(
-            "subjects_leaked",
-            passed=leaked_frac <= policy.max_subjects_leaked,
-            value=f"{_frac(leaked_frac)} ({leaked.get('count', 0)}/{leaked.get('total', '?')} subjects)",
-            limit=f"<= {policy.max_subjects_leaked}",
-        )
-    )
+    checks.append(_subjects_check(audit, policy))
 
     keep: list[int] = []
     rm_flag = rm_margin = rm_zero = 0
@@ -221,6 +213,20 @@ def evaluate_gate(
     )
 
 
+def _subjects_check(audit: AuditInputs, policy: ReleasePolicy) -> Check:
+    """The ``max_subjects_leaked`` rule; refused outright when the audit counted each image as its own subject
+    (an image folder without ``--subjects``): then the fraction says nothing about patients."""
+    leaked = audit.summary.get("subjects_leaked") or {}
+    leaked_frac = float(leaked.get("fraction", 0.0) or 0.0)
+    value = f"{_frac(leaked_frac)} ({leaked.get('count', 0)}/{leaked.get('total', '?')} subjects)"
+    limit = f"<= {policy.max_subjects_leaked}"
+    if leaked.get("per_image") and policy.max_subjects_leaked < 1.0:
+        return Check("subjects_leaked", passed=False, value=f"{value}, each image its own subject", limit=limit,
+                     detail="the audit's training set had no subjects: audit again with --subjects FILE.csv "
+                     "or --subject-pattern REGEX, or drop the max_subjects_leaked rule")
+    return Check("subjects_leaked", passed=leaked_frac <= policy.max_subjects_leaked, value=value, limit=limit)
+
+
 def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> list[Check]:
     if utility is None:
         if policy.require_utility:
@@ -233,7 +239,8 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                     detail="run 'synthgate audit utility' and pass --utility",
                 )
             ]
-        return []
+        return [Check("utility", passed=True, value="not measured", limit="not required (require_utility = false)",
+                      waived=True)]
     checks = []
     for region in REGIONS:
         real = utility.real_dice(region)
@@ -246,6 +253,7 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                 detail=""
                 if real is not None and real >= policy.min_reference_dice
                 else "the real-trained reference is too weak: train the utility audit longer",
+                waived=not policy.require_utility and (real is None or real < policy.min_reference_dice),
             )
         )
     for region in REGIONS:
@@ -258,6 +266,7 @@ def _utility_checks(utility: UtilityInputs | None, policy: ReleasePolicy) -> lis
                     passed=not policy.require_utility,
                     value="not measured",
                     limit=f">= {limit}",
+                    waived=not policy.require_utility,
                 )
             )
         else:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthgate.data.geometry import Geometry
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import LabelMap
 from synthgate.errors import InputError
@@ -23,7 +24,7 @@ class ReleaseImages:
         seeds: per-image generator seed (-1 where unknown).
         channels: names of the image channels.
         label_map: meaning of the label values, or ``None``.
-        spacing: in-plane pixel spacing (row, column) in mm.
+        geometry: pixel spacing and anatomical axes of the images (from the set's meta).
     """
 
     ids: tuple[str, ...]
@@ -32,7 +33,7 @@ class ReleaseImages:
     seeds: np.ndarray
     channels: tuple[str, ...]
     label_map: LabelMap | None
-    spacing: tuple[float, float]
+    geometry: Geometry
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -41,16 +42,6 @@ class ReleaseImages:
 def opaque_id(i: int) -> str:
     """The public id of the ``i``-th released image."""
     return f"case_{i:04d}"
-
-
-def _spacing(s: ImageSet) -> tuple[float, float]:
-    sp = s.meta.get("spacing")
-    if isinstance(sp, Sequence) and len(sp) >= 2:
-        try:
-            return float(sp[0]), float(sp[1])
-        except (TypeError, ValueError):
-            pass
-    return 1.0, 1.0
 
 
 def release_images(s: ImageSet, keep: Sequence[int], name: str = "--synthetic") -> ReleaseImages:
@@ -85,5 +76,5 @@ def release_images(s: ImageSet, keep: Sequence[int], name: str = "--synthetic") 
         seeds=seeds,
         channels=tuple(s.channels[i] for i in img_ch),
         label_map=s.label_map,
-        spacing=_spacing(s),
+        geometry=Geometry.from_meta(s.meta),
     )

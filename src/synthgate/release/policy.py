@@ -50,6 +50,8 @@ class ReleasePolicy:
         training_licence: licence of the training data.
         refuse_on_licence_conflict: refuse (rather than warn) when the output licence is more permissive than
             a non-commercial or share-alike training licence.
+        training_dataset: name of the training data set (the card's ``source_datasets``).
+        training_citation: how to cite the training data (card and ``dataset.json``).
         gated: Hugging Face gated access for ``publish``.
         dataset_name: the name used in the dataset card.
     """
@@ -68,6 +70,8 @@ class ReleasePolicy:
     output_licence: str = "cc-by-nc-sa-4.0"
     training_licence: str = "cc-by-nc-sa-3.0"
     refuse_on_licence_conflict: bool = False
+    training_dataset: str = ""
+    training_citation: str = ""
     gated: Gating = Gating.MANUAL
     dataset_name: str = "synthgate synthetic brain-tumour MRI"
 
@@ -114,6 +118,7 @@ class ReleasePolicy:
                 "training_data": self.training_licence,
                 "refuse_on_conflict": self.refuse_on_licence_conflict,
             },
+            "source": {"dataset": self.training_dataset, "citation": self.training_citation},
             "access": {"gated": str(self.gated), "dataset_name": self.dataset_name},
         }
 
@@ -140,6 +145,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "training_data": "training_licence",
         "refuse_on_conflict": "refuse_on_licence_conflict",
     },
+    "source": {"dataset": "training_dataset", "citation": "training_citation"},
     "access": {"gated": "gated", "dataset_name": "dataset_name"},
 }
 
@@ -158,6 +164,8 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "output_licence": str,
     "training_licence": str,
     "refuse_on_licence_conflict": bool,
+    "training_dataset": str,
+    "training_citation": str,
     "gated": str,
     "dataset_name": str,
 }
@@ -212,55 +220,66 @@ def load_policy(path: str | os.PathLike[str]) -> ReleasePolicy:
     return policy_from_mapping(data, where=str(p))
 
 
+# Comment above each key of the template (the meaning of the rule, for the steward who edits the file).
+_HELP: dict[str, str] = {
+    "max_fraction_flagged": "Largest fraction of flagged images (score >= the audit threshold) left in the release, "
+    "after removal.",
+    "max_fraction_flagged_before_removal": "Largest fraction of flagged images in the audited set before removal. "
+    "Above it the generator copies training images too often for removing the flagged ones to be trusted: the "
+    "release is refused.",
+    "max_subjects_leaked": "Largest fraction of training subjects with at least one flagged synthetic copy (1.0: no "
+    "limit; flagged copies are removed anyway, lower it to refuse when copies spread over many subjects).",
+    "remove_flagged": "Remove flagged images before release.",
+    "removal_margin": "Also remove images whose score is within this margin below the threshold "
+    "(score >= threshold - margin).",
+    "remove_zero_variance": "Remove blank (constant) synthetic images.",
+    "require_holdout_calibration": "The audit threshold must be calibrated on a holdout set of real subjects the "
+    "generator never saw.",
+    "min_images": "Smallest number of images a release may hold.",
+    "require_utility": "A utility audit must exist and give a synthetic/real Dice ratio for every region. Set "
+    "false to waive the utility checks (the report then shows them as waived).",
+    "min_utility_ratio": "Smallest synthetic/real mean Dice ratio per BraTS region (whole tumour, tumour core, "
+    "enhancing tumour).",
+    "min_reference_dice": "Smallest mean Dice per region of the network trained on REAL images: below it the "
+    "reference is too weak for the ratio to mean anything (e.g. too few epochs), and the release is refused.",
+    "output_licence": "Licence of the released data (SPDX-style id, lower case, as Hugging Face writes them).",
+    "training_licence": "Licence of the training data.",
+    "refuse_on_licence_conflict": "A warning is given when the output licence is more permissive than a "
+    "non-commercial (NC) or share-alike (SA) training licence; set true to refuse instead.",
+    "training_dataset": "Name of the training data set (the dataset card lists it under source_datasets).",
+    "training_citation": "How to cite the training data, as its licence asks (quoted in the dataset card and "
+    "in dataset.json).",
+    "gated": 'Hugging Face gated access on publish: "off", "auto" or "manual".',
+    "dataset_name": "The name of the released data set (dataset card and dataset.json).",
+}
+
+
 def policy_template(policy: ReleasePolicy | None = None) -> str:
-    """``policy`` (default: the defaults) as a commented TOML file."""
+    """``policy`` (default: the defaults) as a commented TOML file, written by tomlkit (strings quoted safely)."""
+    import textwrap
+
+    import tomlkit
+
     d = policy or ReleasePolicy()
-    ratio = ", ".join(f"{k} = {v}" for k, v in d.min_utility_ratio.items())
-    return f'''# synthgate release policy. Every key is optional; a missing key takes its default
-# ('synthgate release policy --init FILE' writes the defaults).
-
-[memorization]
-# Largest fraction of flagged images (score >= the audit threshold) left in the release, after removal.
-max_fraction_flagged = {d.max_fraction_flagged}
-# Largest fraction of flagged images in the audited set before removal. Above it the generator copies
-# training images too often for removing the flagged ones to be trusted: the release is refused.
-max_fraction_flagged_before_removal = {d.max_fraction_flagged_before_removal}
-# Largest fraction of training subjects with at least one flagged synthetic copy (1.0: no limit; flagged
-# copies are removed anyway, lower it to refuse when copies spread over many subjects).
-max_subjects_leaked = {d.max_subjects_leaked}
-# Remove flagged images before release.
-remove_flagged = {str(d.remove_flagged).lower()}
-# Also remove images whose score is within this margin below the threshold (score >= threshold - margin).
-removal_margin = {d.removal_margin}
-# Remove blank (constant) synthetic images.
-remove_zero_variance = {str(d.remove_zero_variance).lower()}
-# The audit threshold must be calibrated on a holdout set of real subjects the generator never saw.
-require_holdout_calibration = {str(d.require_holdout_calibration).lower()}
-# Smallest number of images a release may hold.
-min_images = {d.min_images}
-
-[utility]
-# A utility audit must exist and give a synthetic/real Dice ratio for every region.
-require_utility = {str(d.require_utility).lower()}
-# Smallest synthetic/real mean Dice ratio per BraTS region (whole tumour, tumour core, enhancing tumour).
-min_ratio = {{ {ratio} }}
-# Smallest mean Dice per region of the network trained on REAL images: below it the reference is too weak
-# for the ratio to mean anything (e.g. too few epochs), and the release is refused.
-min_reference_dice = {d.min_reference_dice}
-
-[licence]
-# SPDX-style ids (lower case, as Hugging Face writes them).
-output = "{d.output_licence}"
-training_data = "{d.training_licence}"
-# A warning is given when the output licence is more permissive than a non-commercial (NC) or
-# share-alike (SA) training licence; set true to refuse instead.
-refuse_on_conflict = {str(d.refuse_on_licence_conflict).lower()}
-
-[access]
-# Hugging Face gated access on publish: "off", "auto" or "manual".
-gated = "{d.gated}"
-dataset_name = "{d.dataset_name}"
-'''
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("synthgate release policy. Every key is optional; a missing key takes its default"))
+    doc.add(tomlkit.comment("('synthgate release policy --init FILE' writes the defaults)."))
+    for section, keys in _SCHEMA.items():
+        table = tomlkit.table()
+        for key, attr in keys.items():
+            for line in textwrap.wrap(_HELP[attr], 110):
+                table.add(tomlkit.comment(line))
+            value = getattr(d, attr)
+            if isinstance(value, StrEnum):
+                value = str(value)
+            elif isinstance(value, Mapping):
+                inline = tomlkit.inline_table()
+                inline.update({k: float(v) for k, v in value.items()})
+                value = inline
+            table.add(key, value)
+        doc.add(tomlkit.nl())
+        doc.add(section, table)
+    return tomlkit.dumps(doc)
 
 
 def write_policy_template(

@@ -1,7 +1,8 @@
 """``release verify``: is a bundle whole, readable, consistent, and (with the training set) free of copies?
 
 Checks, each reported separately: BagIt completeness and checksums; the payload files; the Hugging Face load
-round trip; the NIfTI tree's geometry and empty header text fields; the HF and NIfTI images being identical;
+round trip; the NIfTI tree's geometry (against its ``dataset.json`` and, with ``train``, against the
+training store's meta) and empty header text fields; the HF and NIfTI images being identical;
 the public report agreeing with the data; and, with ``train``, a re-audit of every bundle image against the
 training set at the threshold recorded in the report.
 """
@@ -17,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from synthgate.data.geometry import Geometry
 from synthgate.data.imageset import ImageSet
 from synthgate.release.bundle import CARD, PAYLOAD, PROVENANCE, REPORT_HTML, REPORT_JSON
 from synthgate.release.checks import Check
 from synthgate.release.hf import load_hf_payload
-from synthgate.release.nnunet import read_nnunet
+from synthgate.release.nnunet import NnunetImages, read_nnunet
 from synthgate.release.reaudit import reaudit_bundle
 from synthgate.runtime import optional_import
 
@@ -107,6 +109,7 @@ def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -
     checks.append(_same_images(ids, hf_images, hf_labels, nn.ids, nn.images, nn.labels))
     checks.append(_report_check(payload, len(ids)))
     if train is not None:
+        checks.append(_store_geometry_check(nn, train))
         checks.append(_reaudit_check(payload, train, hf_images, hf_labels))
     return VerifyResult(p, tuple(checks), len(ids))
 
@@ -132,6 +135,25 @@ def _same_images(
     ):
         return Check("hf_equals_nifti", False, "HF labels differ from the NIfTI labels")
     return Check("hf_equals_nifti", True, "images and labels identical")
+
+
+def _store_geometry_check(nn: NnunetImages, train: ImageSet) -> Check:
+    """The NIfTI affines must say what the training store's meta says: spacing after resampling and axes."""
+    want = Geometry.from_meta(train.meta)
+    if not want.known:
+        return Check("store_geometry", True, "the training store records no geometry; nothing to compare")
+    if nn.affine is None:
+        return Check("store_geometry", False, "no NIfTI image to compare with the store's geometry")
+    import nibabel as nib
+
+    axes = tuple(nib.aff2axcodes(nn.affine))
+    sizes = [float(v) for v in nib.affines.voxel_sizes(nn.affine)]
+    if axes != want.axes or not np.allclose(sizes[:2], want.pixel_spacing, rtol=1e-4):
+        return Check("store_geometry", False,
+                           f"NIfTI axes {''.join(axes)} and voxel sizes {[round(v, 4) for v in sizes]} mm, but the "
+                           f"training store has {''.join(want.axes)} and {list(want.pixel_spacing)} mm pixels")
+    return Check("store_geometry", True, f"axes {''.join(axes)}, {[round(v, 4) for v in sizes[:2]]} mm pixels as in "
+                 "the training store's meta")
 
 
 def _report_check(payload: Path, n: int) -> Check:

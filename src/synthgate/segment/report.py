@@ -7,6 +7,7 @@ release report can embed them; the real test subject ids are only in ``private_s
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import os
@@ -146,10 +147,8 @@ def write_utility_outputs(result: UtilityResult, out_dir: str | os.PathLike[str]
         (tmp / JSON_NAME).write_text(json.dumps(utility_json(result), indent=2) + "\n", encoding="utf-8")
         (tmp / PNG_NAME).write_bytes(plot_png(result))
         (tmp / FRAGMENT_NAME).write_text(fragment_html(result), encoding="utf-8")
-        lines = ["opaque_id,subject"] + [f"{k},{_csv(v)}" for k, v in result.subject_map.items()]
-        (tmp / PRIVATE_MAP_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with (tmp / PRIVATE_MAP_NAME).open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(("opaque_id", "subject"))
+            w.writerows(result.subject_map.items())
     return Path(out_dir)
-
-
-def _csv(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"' if any(ch in value for ch in ',"\n') else value

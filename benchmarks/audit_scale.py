@@ -1,0 +1,190 @@
+"""The memorization audit at the study's scale, end to end, against its GEMM floor measured in the same run.
+
+Usage:
+
+    python benchmarks/audit_scale.py [--train 10000] [--synthetic 1000] [--holdout 500] [--size 128]
+        [--transforms hflip robust] [--backend torch] [--max-memory 2G] [--workdir /tmp/audit_scale] [--json]
+
+It streams three float16 slice stores to ``--workdir`` (never holding a set in memory): brain-like slices of
+procedural subjects (a smooth 3D texture inside an ellipsoid, 4 sequences + a label, 100 slices per subject);
+the synthetic set is slices of other subjects plus ``--planted`` mirrored copies of training slices. Then, for
+each ``--transforms`` setting, it runs ``synthgate audit memorization`` as a subprocess and prints
+
+* the wall time and its ratio to the floor: one numpy sgemm of the same (queries x 2 N x d) shape (queries =
+  synthetic + holdout, 2 N = training images and mirrors), timed in this run in blocks of training rows;
+* the peak RSS of the audit process, against ``--max-memory`` plus the interpreter constant (the peak RSS of
+  the same command on a 4-image store);
+* the number of exhaustive fallbacks and of exactly scored pairs, and the wall time of each stage;
+* how many planted copies were flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SLICES_PER_SUBJECT = 100
+CHANNELS = ("t1", "t1c", "t2", "flair", "label")
+
+
+def subject_volume(rng: np.random.Generator, size: int, n_slices: int) -> np.ndarray:
+    """n_slices x 5 x size x size float32: a procedural brain (smooth texture in an ellipsoid) and a label."""
+    import torch
+    import torch.nn.functional as F
+
+    low = torch.from_numpy(rng.standard_normal((1, 4, 12, 24, 24)).astype(np.float32))
+    tex = F.interpolate(low, size=(n_slices, size, size), mode="trilinear", align_corners=False)[0]
+    z, y, x = np.meshgrid(np.linspace(-1, 1, n_slices), np.linspace(-1, 1, size), np.linspace(-1, 1, size),
+                          indexing="ij")
+    ry, rx = rng.uniform(0.7, 0.85, 2)
+    inside = (z / 1.1) ** 2 + (y / ry) ** 2 + (x / rx) ** 2 <= 1.0
+    base = np.array([0.5, 0.55, 0.4, 0.45], np.float32)[:, None, None, None]
+    img = np.clip(base + 0.25 * tex.numpy(), 0, 1) * inside[None]
+    ty, tx, tz = rng.uniform(-0.3, 0.3, 3)
+    label = (((z - tz) / 0.3) ** 2 + ((y - ty) / 0.2) ** 2 + ((x - tx) / 0.2) ** 2 <= 1.0) * 2.0
+    vol = np.concatenate([img, label[None].astype(np.float32)], axis=0)  # 5 x Z x H x W
+    return np.ascontiguousarray(vol.transpose(1, 0, 2, 3))
+
+
+def write_store(path: Path, n: int, size: int, seed: int, prefix: str,
+                planted_from: Path | None = None, planted: int = 0) -> None:
+    """A float16 store of ``n`` slices (``planted`` of them mirrored copies of random rows of ``planted_from``)."""
+    from synthgate.data.labels import BRATS2021
+    from synthgate.data.store import StoreWriter, read_store
+
+    if (path / "images.npy").exists():
+        return
+    rng = np.random.default_rng(seed)
+    writer = StoreWriter(path, CHANNELS, "float16")
+    made, s = 0, 0
+    while made < n - planted:
+        k = min(SLICES_PER_SUBJECT, n - planted - made)
+        vol = subject_volume(rng, size, SLICES_PER_SUBJECT)[:k]
+        writer.append(vol, [f"{prefix}{s:05d}_z{z:03d}" for z in range(k)], f"{prefix}{s:05d}", range(k), "bench")
+        made += k
+        s += 1
+    if planted:
+        assert planted_from is not None
+        src = read_store(planted_from)
+        rows = np.sort(rng.choice(len(src), planted, replace=False))
+        copies = src.read_rows(rows)[..., ::-1]
+        writer.append(np.ascontiguousarray(copies), [f"copy{i:04d}" for i in range(planted)],
+                      [f"copy{i:04d}" for i in range(planted)], range(planted), "planted")
+    writer.close({"label_channel": 4, "label_map": BRATS2021.to_json()}, size)
+
+
+def sgemm_seconds(nq: int, n_db: int, d: int, block: int = 1024) -> float:
+    """Wall time of one numpy sgemm (nq x d) @ (d x n_db), computed in blocks of database rows."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((nq, d), dtype=np.float32)
+    b = rng.standard_normal((block, d), dtype=np.float32)
+    out = np.empty((nq, block), np.float32)
+    t0 = time.perf_counter()
+    for start in range(0, n_db, block):
+        m = min(block, n_db - start)
+        np.matmul(q, b[:m].T, out=out[:, :m])
+    return time.perf_counter() - t0
+
+
+_WRAP = """
+import resource, sys
+rss_file = sys.argv.pop(1)
+from synthgate.cli import app
+try:
+    app(prog_name="synthgate")
+finally:
+    with open(rss_file, "w") as fh:
+        fh.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+"""
+
+
+def run_audit(args: list[str], workdir: Path) -> tuple[float, int, int]:
+    """(wall seconds, exit code, peak RSS bytes of that process) of ``synthgate audit memorization ARGS``."""
+    rss_file = workdir / "peak_rss"
+    cmd = [sys.executable, "-c", _WRAP, str(rss_file), "audit", "memorization", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+    return wall, proc.returncode, int(rss_file.read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", type=int, default=10000)
+    ap.add_argument("--synthetic", type=int, default=1000)
+    ap.add_argument("--holdout", type=int, default=500)
+    ap.add_argument("--planted", type=int, default=20)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--transforms", nargs="+", default=["hflip", "robust"], choices=["hflip", "robust"])
+    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--max-memory", default="2G")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/audit_scale"))
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    wd = a.workdir / f"{a.size}px_{a.train}_{a.synthetic}_{a.holdout}"
+    wd.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    write_store(wd / "train", a.train, a.size, 1, "tr")
+    write_store(wd / "holdout", a.holdout, a.size, 2, "ho")
+    write_store(wd / "synthetic", a.synthetic, a.size, 3, "sy", wd / "train", a.planted)
+    write_store(wd / "tiny", 4, a.size, 4, "ti")
+    gen = time.perf_counter() - t0
+    d = 4 * a.size * a.size
+    nq = a.synthetic + a.holdout
+    base = ["--train", str(wd / "train"), "--holdout", str(wd / "holdout"), "--backend", a.backend,
+            "--max-memory", a.max_memory, "--device", "cpu", "--overwrite"]
+    _w, _rc, constant = run_audit(["--synthetic", str(wd / "tiny"), "--train", str(wd / "tiny"), "--threshold",
+                                   "0.99", "--out", str(wd / "out_tiny"), "--overwrite", "--device", "cpu"], wd)
+    floor = sgemm_seconds(nq, 2 * a.train, d)
+    report: dict[str, object] = {
+        "shape": {"queries": nq, "train": a.train, "db_with_mirrors": 2 * a.train, "d": d, "size": a.size},
+        "store_generation_s": round(gen, 1), "sgemm_s": round(floor, 2),
+        "sgemm_gflops": round(2 * nq * 2 * a.train * d / floor / 1e9, 1),
+        "interpreter_rss_mb": round(constant / 2**20), "max_memory": a.max_memory,
+        "load_average": os.getloadavg()[0], "runs": {},
+    }
+    for t in a.transforms:
+        out = wd / f"out_{t}"
+        flags = ["--transforms", "hflip"] if t == "hflip" else []
+        wall, rc, peak = run_audit([*base, *flags, "--synthetic", str(wd / "synthetic"), "--out", str(out)], wd)
+        summary = json.loads((out / "summary.json").read_text()) if rc == 0 else {}
+        flagged_planted = 0
+        if rc == 0:
+            import csv
+
+            with (out / "matches.csv").open() as fh:
+                flagged_planted = sum(1 for r in csv.DictReader(fh) if r["synthetic_id"].startswith("copy")
+                                      and r["flagged"] == "true")
+        counts = summary.get("counts", {})
+        report["runs"][t] = {  # type: ignore[index]
+            "exit": rc, "wall_s": round(wall, 1), "ratio_to_sgemm": round(wall / floor, 2),
+            "peak_rss_mb": round(peak / 2**20), "fallbacks": counts.get("exhaustive_fallbacks"),
+            "pairs_scored_exactly": counts.get("pairs_scored_exactly"),
+            "planted_flagged": f"{flagged_planted}/{a.planted}", "flagged": counts.get("flagged"),
+            "stages_s": summary.get("seconds"), "feature_cache": summary.get("settings", {}).get("feature_cache"),
+        }
+    if a.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"queries {nq} x training {a.train} (+ mirrors) at 4x{a.size}x{a.size} (d = {d}), float16 stores; "
+          f"load average {report['load_average']:.1f}")
+    print(f"sgemm floor {floor:.1f} s ({report['sgemm_gflops']} GFLOP/s); interpreter constant "
+          f"{report['interpreter_rss_mb']} MB; --max-memory {a.max_memory}")
+    for t, r in report["runs"].items():  # type: ignore[attr-defined]
+        print(f"[{t}] exit {r['exit']}  {r['wall_s']} s = {r['ratio_to_sgemm']}x sgemm  peak RSS {r['peak_rss_mb']} MB"
+              f"  fallbacks {r['fallbacks']}  exact pairs {r['pairs_scored_exactly']}  planted flagged "
+              f"{r['planted_flagged']}  cache {r['feature_cache']}")
+        print(f"      stages: {r['stages_s']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from synthgate.audit.features import pearson_features
+from synthgate.audit.planted import _geom
+from synthgate.audit.refine import refine
+from synthgate.audit.scores import structure_and_partial
+
+from .conftest import blob_images
+from .test_align import WIDE, align_one, feats
+
+
+def pair_scores(q: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    s, p = structure_and_partial(feats(q[None]), feats(t[None]))
+    return float(s[0]), float(p[0])
+
+
+def test_partial_copy_scores_higher_than_an_unrelated_slice() -> None:
+    x = blob_images(3, size=48, seed=31)
+    half = x[2].copy()
+    half[:, :24] = x[0][:, :24]  # the top half of training image 0 pasted over another brain
+    copy_s, copy_p = pair_scores(half, x[0])
+    other_s, other_p = pair_scores(half, x[1])
+    assert copy_p > 0.95 and copy_p > other_p + 0.3
+    assert copy_s > other_s  # the whole-image structure score sees half of it
+    whole = float((pearson_features(half[None], (0, 1), 2).vectors @ pearson_features(x[0][None], (0, 1), 2).vectors.T)[0, 0])
+    assert copy_p > whole  # the window finds what the whole image dilutes
+
+
+def test_structure_score_tolerates_gamma_and_separates_patients() -> None:
+    x = blob_images(3, size=48, seed=32)
+    gamma = x[0].copy()
+    gamma[:2] = np.clip(gamma[:2], 0, None) ** 1.5
+    s_copy, _ = pair_scores(gamma, x[0])
+    s_other, _ = pair_scores(gamma, x[1])
+    assert s_copy > 0.9 > s_other
+
+
+def test_a_20_degree_rotation_aligns_back_within_a_degree() -> None:
+    x = blob_images(4, size=64, seed=33)
+    turned = _geom(x[1], angle=17.0, label=2)
+    al = align_one(turned, x, WIDE, 8)  # grid: -20, -10, 0, 10, 20 (+ zoom)
+    assert al.entry[0] == 1
+    start = [np.array([v[0]]) for v in (al.angle_deg, al.scale, al.shift_y, al.shift_x)]
+    ref = refine(feats(turned[None]), feats(x[1][None]), *start)
+    assert abs(ref.angle_deg[0] - 17.0) < 1.0
+    assert abs(ref.scale[0] - 1.0) < 0.02 and abs(ref.shift_y[0]) < 0.5 and abs(ref.shift_x[0]) < 0.5
+    assert ref.score[0] >= al.score[0] - 1e-6 and ref.score[0] > 0.98
+
+
+def test_refinement_keeps_fixed_parameters_fixed() -> None:
+    x = blob_images(2, size=48, seed=34)
+    turned = _geom(x[0], angle=7.0, label=2)
+    z = [np.zeros(1), np.ones(1), np.zeros(1), np.zeros(1)]
+    ref = refine(feats(turned[None]), feats(x[0][None]), *z, free=(False, False, True))
+    assert ref.angle_deg[0] == 0.0 and ref.scale[0] == 1.0
+    free = refine(feats(turned[None]), feats(x[0][None]), *z)
+    assert free.score[0] > ref.score[0] and abs(free.angle_deg[0] - 7.0) < 1.0
+    assert torch.is_tensor(feats(x))
