@@ -81,11 +81,14 @@ def test_memorizing_scenario_at_toy_scale_is_refused_without_a_bag(tmp_path: Pat
 def test_demo_cli_exits_3_on_a_refusal_and_2_on_an_existing_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demo_mod, "DemoConfig", partial(DemoConfig, **{**TOY, "generator_steps": 2}))
+    toy = {k: v for k, v in TOY.items() if k != "generator_steps"}  # the command passes its own (None: default)
+    monkeypatch.setattr(demo_mod, "DemoConfig", partial(DemoConfig, **toy))
     out = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu", "--scenario", "memorizing", "--json"])
+    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu", "--scenario", "memorizing",
+                                 "--generator-steps", "2", "--json"])
     assert r.exit_code == 3, r.output
-    assert json.loads(r.stdout)["decision"] == "refuse"
+    saved = json.loads(r.stdout)
+    assert saved["decision"] == "refuse" and saved["facts"]["generator"]["steps"] == 2
     assert not (out / "bundle").exists()
     assert CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu"]).exit_code == 2
     (tmp_path / "other").mkdir()
