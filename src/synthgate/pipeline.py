@@ -110,7 +110,7 @@ def train(
             :func:`~synthgate.generators.loop.train_generator`.
     """
     from synthgate.generators import train_generator
-    from synthgate.generators.monitor import read_monitor
+    from synthgate.generators.runs import read_monitor
 
     if monitor is not None and holdout is None:
         raise UsageError("--monitor-every / --stop-on-memorization need --monitor HOLDOUT (a holdout set)")

@@ -30,11 +30,10 @@ from synthgate import __version__
 from synthgate.atomic import atomic_write_bytes, atomic_write_text
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
-from synthgate.generators.runs import CHECKPOINT, LOG, append_log
+from synthgate.generators.runs import CHECKPOINT, LOG, MONITOR_JSON, append_log
 
 logger = logging.getLogger(__name__)
 
-MONITOR_JSON = "monitor.json"
 MONITOR_PNG = "monitor.png"
 KEPT_CHECKPOINT = "checkpoint-kept.pt"
 BRAIN_LEVEL = 0.02  # an image pixel above this in any MR channel is inside the head (backgrounds are 0)
@@ -318,15 +317,6 @@ def read_points(log: Path) -> list[MonitorPoint]:
             if "monitor" in rec:
                 points.append(MonitorPoint.from_json(rec["monitor"]))
     return points
-
-
-def read_monitor(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``monitor.json`` (``None`` when it was trained without a monitor)."""
-    path = Path(run_dir) / MONITOR_JSON
-    if not path.is_file():
-        return None
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
 
 
 def plot_curve(points: Sequence[MonitorPoint], stop_on: float | None, choice: Choice | None) -> bytes:

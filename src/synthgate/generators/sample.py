@@ -11,7 +11,6 @@ import torch
 from synthgate.data.imageset import ImageSet
 from synthgate.errors import UsageError
 from synthgate.generators import runs
-from synthgate.generators.monitor import read_monitor
 from synthgate.generators.registry import build_trainer
 from synthgate.runtime import Progress
 
@@ -94,7 +93,7 @@ def sample_generator(
         "truncation": truncation,
         "config": run.config.to_json(),
     }
-    monitored = read_monitor(run.path)
+    monitored = runs.read_monitor(run.path)
     if monitored is not None:  # which checkpoint the memorization monitor kept and why (into the provenance)
         generator_meta["monitor"] = {"stop_on": monitored["config"]["stop_on"], **(monitored["kept"] or {})}
     return ImageSet(
