@@ -1,41 +1,59 @@
-"""Training throughput of the utility audit's networks, in training slices per second (measured, not asserted).
+"""Training throughput of the utility audit's networks, and augmentation's share of a step (measured, not asserted).
 
     python benchmarks/segment_throughput.py [--size 64] [--channels 4] [--batch 8] [--steps 10] [--threads 0]
-        [--device cpu] [--nets unet,swinunetr] [--no-augment]
+        [--device cpu] [--nets unet,swinunetr] [--presets quick,study] [--json]
 
 For each network (at the ``quick`` preset's width and the ``study`` preset's width) it times ``--steps``
-optimisation steps (forward, Dice + BCE loss, backward, AdamW; with the MONAI augmentations unless
-``--no-augment``) on random images after two warm-up steps, and the augmentation alone. ``--threads 0`` keeps
+optimisation steps (forward, Dice + BCE loss, backward, AdamW) on random images after two warm-up steps, once
+without and once with the trainer's batched augmentation (:class:`synthgate.segment.augment.BatchAugment`), and
+the augmentation alone. It prints the augmentation's time as a share of an augmented step. ``--threads 0`` keeps
 torch's default thread count.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 
-def time_steps(net: str, width: int, args: argparse.Namespace) -> float:
+def timed(fn: Callable[[], None], steps: int, device: str) -> float:
+    """Seconds per call of ``fn`` over ``steps`` calls after two warm-up calls."""
+    import torch
+
+    for _ in range(2):
+        fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def measure(net: str, width: int, args: argparse.Namespace) -> dict[str, float]:
     import torch
     from monai.losses import DiceLoss
 
+    from synthgate.segment.augment import AugmentSpec, BatchAugment
     from synthgate.segment.models import build_model
-    from synthgate.segment.train import make_augment
 
     rng = np.random.default_rng(0)
-    x = rng.random((args.batch, args.channels, args.size, args.size), dtype=np.float32)
-    y = (rng.random((args.batch, 3, args.size, args.size)) < 0.05).astype(np.float32)
+    x = torch.from_numpy(rng.random((args.batch, args.channels, args.size, args.size), dtype=np.float32))
+    y = torch.from_numpy((rng.random((args.batch, 3, args.size, args.size)) < 0.05).astype(np.float32))
+    x, y = x.to(args.device), y.to(args.device)
     model = build_model(net, args.channels, 3, width).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     dice, bce = DiceLoss(sigmoid=True, batch=True), torch.nn.BCEWithLogitsLoss()
-    augment = None if args.no_augment else make_augment(0, args.size)
+    augment = BatchAugment(AugmentSpec(), 0)
 
-    def step() -> None:
-        xb, yb = torch.from_numpy(x).to(args.device), torch.from_numpy(y).to(args.device)
-        if augment is not None:
-            xb, yb = augment(xb, yb)
+    def step(aug: bool) -> None:
+        xb, yb = augment(x, y) if aug else (x, y)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device.startswith("cuda")):
             out = model(xb)
         out = out.float()
@@ -44,16 +62,16 @@ def time_steps(net: str, width: int, args: argparse.Namespace) -> float:
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        step()
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return args.steps * args.batch / (time.perf_counter() - t0)
+    plain = timed(lambda: step(False), args.steps, args.device)
+    with_aug = timed(lambda: step(True), args.steps, args.device)
+    aug_alone = timed(lambda: augment(x, y) and None, args.steps, args.device)
+    return {
+        "slices_per_s_without_augmentation": args.batch / plain,
+        "slices_per_s_with_augmentation": args.batch / with_aug,
+        "augmentation_slices_per_s": args.batch / aug_alone,
+        "augmentation_share_of_step": aug_alone / with_aug,
+        "throughput_ratio": plain / with_aug,
+    }
 
 
 def main() -> None:
@@ -65,33 +83,36 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--nets", default="unet,swinunetr")
-    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--presets", default="quick,study")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()
     import torch
 
-    from synthgate.segment.train import make_augment
     from synthgate.segment.utility import UtilityConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(
+    setting = (
         f"{args.size}x{args.size}, {args.channels} channels, batch {args.batch}, {args.steps} steps, "
-        f"device {args.device}, torch threads {torch.get_num_threads()}, augment {not args.no_augment}"
+        f"device {args.device}, torch threads {torch.get_num_threads()}"
     )
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch, args.channels, args.size, args.size), dtype=np.float32)
-    y = (rng.random((args.batch, 3, args.size, args.size)) < 0.05).astype(np.float32)
-    aug = make_augment(0, args.size)
-    xt, yt = torch.from_numpy(x).to(args.device), torch.from_numpy(y).to(args.device)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        aug(xt, yt)
-    print(f"augmentation alone: {args.steps * args.batch / (time.perf_counter() - t0):.0f} slices/s")
+    rows = []
+    if not args.json:
+        print(setting)
     for net in args.nets.split(","):
-        for preset in ("quick", "study"):
+        for preset in args.presets.split(","):
             width = UtilityConfig.preset(preset, net).train.width
-            rate = time_steps(net, width, args)
-            print(f"{net:10s} width {width:3d} ({preset} preset): {rate:8.1f} training slices/s")
+            r = {"net": net, "preset": preset, "width": width, **measure(net, width, args)}
+            rows.append(r)
+            if not args.json:
+                print(
+                    f"{net:10s} width {width:3d} ({preset:5s}): {r['slices_per_s_without_augmentation']:8.1f} "
+                    f"slices/s without augmentation, {r['slices_per_s_with_augmentation']:8.1f} with "
+                    f"({r['throughput_ratio']:.0%}); augmentation alone {r['augmentation_slices_per_s']:7.0f} "
+                    f"slices/s = {r['augmentation_share_of_step']:.1%} of an augmented step"
+                )
+    if args.json:
+        print(json.dumps({"setting": setting, "results": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def audit_memorization(
     train_set, syn_set = load(train), load(synthetic)
     hold_set = None if holdout is None else load(holdout)
     result = run_memorization_audit(train_set, syn_set, hold_set, config or MemorizationConfig(), progress)
-    path = write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite)
+    path = write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite, holdout=hold_set)
     return MemorizationStage(path, result, train_set)
 
 
@@ -260,6 +260,8 @@ def build(
     out: PathLike,
     train: SetInput | None = None,
     overwrite: bool = False,
+    holdout: SetInput | None = None,
+    allow_real: bool = False,
 ) -> BuildStage:
     """Gate ``synthetic`` on its audit folders under ``policy``; on a pass write the BagIt bundle ``out``.
 
@@ -270,7 +272,9 @@ def build(
 
     check_target(out, overwrite)
     tr = None if train is None else load(train)
-    return BuildStage(build_release(load(synthetic), audit, utility, policy, out, overwrite=overwrite, train=tr))
+    ho = None if holdout is None else load(holdout)
+    return BuildStage(build_release(load(synthetic), audit, utility, policy, out, overwrite=overwrite, train=tr,
+                                    holdout=ho, allow_real=allow_real))
 
 
 def verify(bundle: PathLike, train: SetInput | None = None) -> VerifyResult:

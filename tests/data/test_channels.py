@@ -20,12 +20,12 @@ from synthgate.errors import InputError, UsageError
 NAMES = ("t1", "t1c", "t2", "flair", "label")
 
 
-def _store_set(n: int = 6, seed: int = 0) -> ImageSet:
+def _store_set(n: int = 6, seed: int = 0, prefix: str = "BraTS") -> ImageSet:
     rng = np.random.default_rng(seed)
     x = rng.random((n, 5, 16, 16)).astype(np.float32)
     x[:, 4] = (rng.random((n, 16, 16)) > 0.8) * 2.0
-    return ImageSet(images=x, ids=tuple(f"BraTS_{i:03d}" for i in range(n)), subjects=tuple(f"s{i // 2}" for i in
-                    range(n)), channels=NAMES, label_channel=4, label_map=BRATS2021,
+    return ImageSet(images=x, ids=tuple(f"{prefix}_{i:03d}" for i in range(n)),
+                    subjects=tuple(f"{prefix}_s{i // 2}" for i in range(n)), channels=NAMES, label_channel=4, label_map=BRATS2021,
                     meta={"spacing": [3.75, 3.75, 1.0], "orientation": ["P", "R", "S"]})
 
 
@@ -69,7 +69,7 @@ def test_unnamed_channels_match_by_count_with_a_note(tmp_path: Path, caplog: pyt
 def test_audit_a_folder_against_a_store(tmp_path: Path) -> None:
     train = _store_set(8, seed=1)
     store = write_store(train, tmp_path / "train")
-    holdout = write_store(_store_set(6, seed=2), tmp_path / "holdout")
+    holdout = write_store(_store_set(6, seed=2, prefix="Holdout"), tmp_path / "holdout")  # subjects unseen
     folder = _folder(tmp_path, np.concatenate([train.images[:1], _store_set(3, seed=3).images]))
     for extra, out in ((["--channels", ",".join(NAMES)], "a1"), ([], "a2")):
         res = CliRunner().invoke(app, ["audit", "memorization", "--train", str(store), "--synthetic", str(folder),

@@ -74,7 +74,7 @@ def test_store_path_loads_as_store(tmp_path):
     ("bad", "match"),
     [
         (np.array([[np.nan, 1.0], [2.0, 3.0]], np.float32), "NaN/Inf"),
-        (np.full((4, 4), 7.0, np.float32), "constant image"),
+        (np.ones((4, 4), np.complex64), "complex values"),
     ],
 )
 def test_invalid_image_files(tmp_path, bad, match):

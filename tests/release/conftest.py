@@ -14,6 +14,7 @@ import pytest
 
 from synthgate.data.imageset import ImageSet
 from synthgate.data.labels import BRATS2021
+from synthgate.data.manifest import binding_json
 
 CHANNELS = ("t1", "t1c", "t2", "flair", "label")
 H = W = 16
@@ -148,6 +149,7 @@ def write_audit(
         "settings": {"train_path": "/secret/BraTS2021_01000", "transforms": ["identity", "hflip"]},
         "versions": {"synthgate": "0.1.0"},
     }
+    summary["binding"] = binding_json({"synthetic": synthetic, "train": train})
     summary.update(summary_overrides or {})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out
@@ -158,7 +160,10 @@ def write_utility(
     ratio: dict[str, float | None] | None = None,
     fragment: str | None = None,
     real: dict[str, float] | None = None,
+    synthetic: ImageSet | None = None,
 ) -> Path:
+    """A utility folder in the contract format, bound to ``synthetic`` (default: the default synthetic set)."""
+    synthetic = make_synthetic(make_train()) if synthetic is None else synthetic
     ratio = {"WT": 0.9, "TC": 0.85, "ET": 0.82} if ratio is None else ratio
     out.mkdir(parents=True)
     real = real or {"WT": 0.8, "TC": 0.7, "ET": 0.6}
@@ -183,6 +188,7 @@ def write_utility(
         },
         "ratio": ratio,
         "mixed_ratio": {"WT": None, "TC": None, "ET": None},
+        "binding": binding_json({"synthetic": synthetic}),
     }
     (out / "utility.json").write_text(json.dumps(data, indent=2))
     if fragment is not None:

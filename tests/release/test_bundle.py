@@ -97,6 +97,7 @@ def test_verify_passes_with_train(built: dict[str, Any]) -> None:
     assert res.ok, res.to_json()
     assert {c.name for c in res.checks} == {
         "bagit",
+        "top_level",
         "payload",
         "hf_load",
         "nifti_geometry",

@@ -123,7 +123,7 @@ def test_build_input_errors(inputs: dict[str, Path], tmp_path: Path) -> None:
             str(tmp_path / "b"),
         ],
     )
-    assert r.exit_code == 5 and "does not match --synthetic" in r.output
+    assert r.exit_code == 5 and "--synthetic is not the set audited" in r.output
     r = runner.invoke(
         app,
         [

@@ -70,7 +70,8 @@ def align_block(
     read_entries: Callable[[np.ndarray], Any],
     warps: tuple[Warp, ...],
     max_shift: int,
-    refine: int = 6,
+    refine: int = 8,
+    always: np.ndarray | None = None,
 ) -> Alignment:
     """Align each of ``n`` queries with its candidate entries.
 
@@ -82,7 +83,9 @@ def align_block(
             entry is a mirror), from the feature cache.
         warps: the rotation / zoom grid (identity first).
         max_shift: largest translation, pixels, along each axis.
-        refine: candidates per query searched over the whole warp grid.
+        refine: candidates per query searched over the whole warp grid: those marked in ``always`` (n x M bools,
+            e.g. the descriptor's proposals, which may correlate poorly before the warp), then the best at the
+            identity warp.
     """
     import torch
 
@@ -112,7 +115,8 @@ def align_block(
     rest = tuple(wp for wp in warps if not wp.identity)
     if rest:
         r = min(refine, m)
-        top = torch.topk(best0, r, dim=1).indices  # n x r columns
+        key = best0 if always is None else best0 + 4.0 * torch.from_numpy(always & usable).to(dev)
+        top = torch.topk(key, r, dim=1).indices  # n x r columns
         views = renormalise(warp_views(queries, rest))  # n x G x C x H x W
         fv = torch.fft.rfft2(views)
         fc = spectra[cidx.gather(1, top)]  # n x r x C x H x Wf

@@ -19,6 +19,8 @@ import numpy as np
 
 from synthgate.errors import InputError, UsageError
 
+MAX_NULL_THRESHOLD = 0.9999  # a null this close to 1 holds copies: it would flag nothing
+
 
 class CalibrationMethod(StrEnum):
     """How the threshold was set."""
@@ -101,14 +103,27 @@ def calibrate_scores(
     """
     names = list(null)
     if len(names) == 1 or threshold is not None:
-        return {names[0]: calibrate(null[names[0]], method, quantile, threshold)}
+        return _sane({names[0]: calibrate(null[names[0]], method, quantile, threshold)}, quantile)
     mean, sd = standardisation(null)
     level = calibrate(largest_z(null, mean, sd), method, quantile)
-    return {
+    return _sane({
         n: Calibration(method, float(mean[i] + level.threshold * sd[i]), quantile, level.n_null,
                        level.expected_false_positive_rate)
         for i, n in enumerate(names)
-    }
+    }, quantile)
+
+
+def _sane(cals: dict[str, Calibration], quantile: float) -> dict[str, Calibration]:
+    """Refuse a calibrated similarity threshold >= :data:`MAX_NULL_THRESHOLD`: the null images match the training
+    set (near) exactly, so the threshold would flag no copy and silently turn the audit off."""
+    for name, cal in cals.items():
+        if cal.method is not CalibrationMethod.EXPLICIT and cal.threshold >= MAX_NULL_THRESHOLD:
+            raise InputError(
+                f"the {name} threshold calibrated on the null (quantile {quantile}) is {cal.threshold:.6f}: the "
+                "null images match the training set (near) exactly, so no copy could ever be flagged; check that "
+                "--holdout holds other subjects than --train, or give an explicit --threshold"
+            )
+    return cals
 
 
 def standardisation(null: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

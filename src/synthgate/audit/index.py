@@ -28,6 +28,7 @@ from synthgate.audit.candidates import descriptors
 from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.search import DbBlock
 from synthgate.data.imageset import ImageSet
+from synthgate.data.manifest import block_digests, remember_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,10 @@ def build_feature_cache(
             os.unlink(path)  # the space is freed when the descriptor closes, whatever ends the process
             cache._fd = fd
             cache._buffer = np.empty((block_size, dim), np.float32)
+        digests: list[str] = []
         for start, block in train.iter_blocks(block_size):
             check_finite(block, train.ids, start, set_name)
+            digests.extend(block_digests(block))  # content hashes bind the audit (data/manifest.py)
             f = pearson_features(block, channels, train.label_channel)
             valid[start : start + len(block)] = f.valid
             desc.append(descriptors(f.vectors, (c, h, w)))
@@ -187,6 +190,7 @@ def build_feature_cache(
     except BaseException:
         cache.close()
         raise
+    remember_manifest(train, digests)
     cache.descriptors = np.concatenate(desc) if desc else np.zeros((0, 1), np.float32)
     logger.info("feature cache: %d x %d float32 in %s", n, dim, cache.where)
     return cache

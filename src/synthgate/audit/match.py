@@ -27,6 +27,9 @@ from synthgate.data.imageset import ImageSet
 
 logger = logging.getLogger(__name__)
 
+#: Descriptor proposals per query always searched over the whole warp grid (a zoomed or rotated copy can
+#: correlate poorly with its source before the warp).
+PROPOSALS_REFINED = 3
 #: The alignment replaces the exact pixel match only when it gains more than this (float32 FFT noise).
 ROBUST_MIN_GAIN = 1e-3
 
@@ -215,11 +218,15 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         todo = ~(scores[sl, 0] >= 1.0 - ROBUST_MIN_GAIN) & (ent[:, 0] >= 0)
         if not todo.any():
             continue
-        cands = [ent, _proposals(imgs, None if groups is None else groups[sl], cache, settings)]
+        props = _proposals(imgs, None if groups is None else groups[sl], cache, settings)
+        cands = [ent, props]
         if m == 2:
             cands.append(np.where(ent >= 0, ent ^ 1, -1))  # a mirrored match may hide a rotated plain one
-        al = align_block(imgs, todo, _unique_rows(np.concatenate(cands, axis=1)),
-                         lambda e: _read_entries(cache, e, m), settings.warps, settings.max_shift)
+        merged = _unique_rows(np.concatenate(cands, axis=1))
+        always = np.array([np.isin(row, p[:PROPOSALS_REFINED]) & (row >= 0) for row, p in zip(merged, props,
+                                                                                            strict=True)])
+        al = align_block(imgs, todo, merged, lambda e: _read_entries(cache, e, m), settings.warps,
+                         settings.max_shift, always=always)
         have = np.flatnonzero(todo & (al.entry >= 0))
         if not len(have):
             continue
@@ -280,10 +287,10 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
 
 
 def _proposals(imgs: Any, groups: np.ndarray | None, cache: FeatureCache, settings: MatchSettings) -> np.ndarray:
-    """Descriptor candidates over the query's rotated views (and mirrors)."""
+    """Descriptor candidates over the query warped back by every rotation and zoom (and mirrored)."""
     import torch
 
-    views = tuple(w for w in settings.warps if w.scale == 1.0)
+    views = settings.warps  # the descriptor is invariant to shifts only: propose over every rotation and zoom
     v = warp_views(imgs, views)  # n x V x C x H x W
     if settings.flips:
         v = torch.stack([v, torch.flip(v, dims=(-1,))], dim=1)  # n x 2 x V x ...

@@ -31,6 +31,7 @@ from synthgate.audit.match import MatchSettings, SetScores, cached_queries, imag
 from synthgate.audit.search import Backend, resolve_backend
 from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
+from synthgate.data.manifest import check_disjoint_content, check_disjoint_names
 from synthgate.errors import InputError, UsageError
 from synthgate.runtime import versions
 
@@ -218,6 +219,7 @@ def run_memorization_audit(
     if holdout is not None:
         require_nonempty(holdout, "--holdout")
         check_compatible(train, holdout, "--train", "--holdout")
+        check_disjoint_names(train, holdout)
     import time
 
     c, h, w = train.shape
@@ -258,6 +260,7 @@ def run_memorization_audit(
         seconds["synthetic"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if holdout is not None:
+            check_disjoint_content(train, holdout)  # the training digests come from the cache's single read
             null = score_queries(image_queries(holdout, channels, plan.query_block, "--holdout"), len(holdout),
                                  cache, settings, scored("holdout"))
             method, null_name, null_ids = CalibrationMethod.HOLDOUT_QUANTILE, "holdout", holdout.ids

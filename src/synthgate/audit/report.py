@@ -23,6 +23,7 @@ from synthgate.audit.calibration import describe
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.audit.transforms import apply_match_transform
 from synthgate.data.imageset import ImageSet
+from synthgate.data.manifest import binding_json
 from synthgate.data.subjects import SubjectSource, subject_source
 from synthgate.runtime import figure_png, png_data_uri, pyplot
 
@@ -138,14 +139,18 @@ def _extra(score: float, row: int, train: ImageSet) -> list[str]:
 
 def write_audit_outputs(
     result: MemorizationResult, out_dir: str | os.PathLike[str], train: ImageSet, synthetic: ImageSet,
-    overwrite: bool = False,
+    overwrite: bool = False, holdout: ImageSet | None = None,
 ) -> Path:
     """Write matches.csv, summary.json, report.html and the plots into ``out_dir`` (atomically).
+
+    summary.json's ``binding`` holds the content hashes of the synthetic, training and holdout images, so that
+    ``release build`` can check it gates exactly the audited images (:mod:`synthgate.data.manifest`).
 
     Raises:
         UsageError: ``out_dir`` exists and ``overwrite`` is false.
     """
     summary = summary_json(result, train)
+    summary["binding"] = binding_json({"synthetic": synthetic, "train": train, "holdout": holdout})
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         with (tmp / "matches.csv").open("w", newline="") as fh:
             w = csv.writer(fh)

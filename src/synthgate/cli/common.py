@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from synthgate.atomic import Terminated, terminate_as_exception
 from synthgate.cli.options import Device
 from synthgate.errors import ExitCode, SynthgateError, UsageError
 from synthgate.runtime import Progress
@@ -84,6 +85,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             format="%(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        terminate_as_exception()  # SIGTERM unwinds like Ctrl-C: temporaries are removed
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -96,6 +98,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             say("", "interrupted", "red")
             raise typer.Exit(130) from None
+        except Terminated:
+            say("", "terminated", "red")
+            raise typer.Exit(143) from None
         except Exception as e:
             if debug_enabled():
                 raise

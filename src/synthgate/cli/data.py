@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from synthgate import pipeline
+from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, print_json, print_row, progress_bar, say
 from synthgate.cli.options import (
     DtypeOpt,
@@ -147,7 +148,7 @@ def convert(
     overwrite: Overwrite = False,
 ) -> None:
     """Write any set as one slice store at --out (no split), e.g. a folder of PNG or .npy images."""
-
+    check_target(out_dir, overwrite)
     s = load_set(path, ingest=IngestConfig(size=size), on_error=on_error)
     write_store(s, out_dir, dtype=dtype, overwrite=overwrite)
     print_row(out_dir)

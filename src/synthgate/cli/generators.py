@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -70,6 +71,9 @@ def train(
             help="Stop once the flagged fraction exceeds this and keep the last checkpoint at or below it.",
         ),
     ] = None,
+    compile_nets: Annotated[
+        bool, typer.Option("--compile", help="Run the networks through torch.compile (pays on a GPU in long runs).")
+    ] = False,
     overwrite: Overwrite = False,
     device: DeviceOpt = Device.AUTO,
     as_json: Json = False,
@@ -83,10 +87,20 @@ def train(
     if monitor is None and stop_on is not None:
         raise UsageError("--stop-on-memorization needs --monitor HOLDOUT (the holdout set that calibrates the audit)")
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
-        steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images, compile=compile_nets or None
     )
     if resume:
-        cfg = open_run(run_out).config  # a resumed run keeps its own configuration
+
+        own = open_run(run_out).config
+        changed = [o for o, v, f in (("--batch-size", batch_size, "batch_size"), ("--lr", lr, "lr"),
+                                     ("--seed", seed, "seed"), ("--max-images", max_images, "max_images"))
+                   if v is not None and v != getattr(own, f)]
+        if config_file is not None and replace(cfg, steps=own.steps) != own:
+            changed.insert(0, "--config")
+        if changed:
+            raise UsageError(f"--resume continues {run_out} with its own config.json; {', '.join(changed)} cannot "
+                             "change it (only --steps, to extend the run)")
+        cfg = own.with_overrides(steps=steps)
     if cfg.kind is not kind:
         raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
     watch = None if monitor is None else MonitorConfig(every=monitor_every, stop_on=stop_on, seed=cfg.seed)

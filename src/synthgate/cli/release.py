@@ -78,7 +78,15 @@ def build(
     policy_file: Annotated[
         Path | None, typer.Option("--policy", help="Policy TOML (default: the built-in defaults).")
     ] = None,
-    train: Annotated[Path | None, typer.Option("--train", help="Training set, to record its manifest hash.")] = None,
+    train: Annotated[
+        Path | None, typer.Option("--train", help="Training set: checked against the audit's content hashes.")
+    ] = None,
+    holdout: Annotated[
+        Path | None, typer.Option("--holdout", help="Holdout set: checked against the audit's content hashes.")
+    ] = None,
+    allow_real: Annotated[
+        bool, typer.Option("--allow-real", help="Release real (ingested, not generated) images; the card says so.")
+    ] = False,
     channels: FolderChannels = None,
     subjects: SubjectsOpt = None,
     subject_pattern: SubjectPatternOpt = None,
@@ -94,10 +102,12 @@ def build(
     syn = load_set(synthetic, channels=parse_channels(channels))
     groups = subject_map(subjects, subject_pattern)
     tr = apply_subjects(load_set(train), groups, "--train") if train is not None else None
+    ho = apply_subjects(load_set(holdout), groups, "--holdout") if holdout is not None else None
     if tr is not None:
         syn = conform_to(syn, tr, "--synthetic", "--train")
     try:
-        stage = pipeline.build(syn, audit, utility, pol, out_dir, train=tr, overwrite=overwrite)
+        stage = pipeline.build(syn, audit, utility, pol, out_dir, train=tr, overwrite=overwrite, holdout=ho,
+                               allow_real=allow_real)
     except ReleaseRefused as e:
         if as_json:
             print_json(e.decision.to_json())

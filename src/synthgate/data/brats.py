@@ -99,7 +99,24 @@ def discover_subjects(cohort: Path) -> list[SubjectFiles]:
     if own is not None:
         return [own]
     subjects = [s for d in sorted(cohort.iterdir()) if d.is_dir() and (s := _subject_files(d)) is not None]
+    _check_distinct(cohort, subjects)
     return subjects
+
+
+def _check_distinct(cohort: Path, subjects: list[SubjectFiles]) -> None:
+    """Refuse one patient under two folder names: it would land in two splits (train and test)."""
+    seen: dict[object, str] = {}
+    for s in subjects:
+        keys = [("name", s.subject.casefold()), ("folder", s.folder.resolve()),
+                *(("file", p.resolve()) for p in s.files.values())]
+        for kind, key in keys:
+            other = seen.setdefault(f"{kind}:{key}", s.subject)
+            if other != s.subject:
+                why = "names that differ only in letter case" if kind == "name" else "the same files (a symlink)"
+                raise InputError(
+                    f"{cohort}: subject folders {other!r} and {s.subject!r} have {why}: one patient would land "
+                    "in two splits; keep one of them"
+                )
 
 
 def looks_like_brats(path: Path) -> bool:

@@ -225,7 +225,8 @@ def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | No
     """Ingest ``cohort`` into ``out/{train,holdout,test}`` slice stores plus ``out/ingest.json``.
 
     Subjects stream one at a time, so memory holds one subject. The output folder appears whole or not at all.
-    Splits that receive no subject are not written.
+    Splits that receive no subject (or whose subjects were all skipped) are not written; ``ingest.json`` lists
+    the subjects written in each split and, apart, the skipped ones.
 
     Raises:
         InputError: invalid cohort (exit 5); with ``on_error="skip"`` invalid subjects are skipped and listed.
@@ -251,6 +252,9 @@ def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | No
             kept_subjects[name].add(part.subject)
         if len(skipped) == len(plan.subjects):
             raise InputError(f"{cohort}: every subject was invalid and skipped; nothing to ingest")
+        for name in [n for n in writers if not kept_subjects[n]]:  # every subject of the split was skipped
+            writers.pop(name).discard()
+            logger.warning("split %s: all its subjects were skipped; not written", name)
         meta = _store_meta(plan, config, _cohort_geometry(geometries))
         for name, w in writers.items():
             n = w.close({**meta, "split": name}, config.size)
@@ -263,7 +267,8 @@ def ingest_cohort(cohort: str | Path, out: str | Path, config: IngestConfig | No
         )
         record = {"synthgate_version": __version__, "cohort_subjects": len(plan.subjects),
                   "settings": meta["ingest"], **result.to_json()}
-        record["splits"] = assignment
+        record["splits"] = {name: [x for x in subs if x in kept_subjects.get(name, ())]
+                            for name, subs in assignment.items()}
         (tmp / "ingest.json").write_text(json.dumps(record, indent=2) + "\n")
     return result
 

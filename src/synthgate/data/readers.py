@@ -46,21 +46,22 @@ def _is_image_file(path: Path) -> bool:
 
 
 def validate_array(arr: np.ndarray, where: str) -> None:
-    """Raise :class:`InputError` for NaN/Inf values or an all-constant image."""
+    """Raise :class:`InputError` for non-numeric data or NaN/Inf values (a constant image is valid: the audit
+    reports it as zero-variance, as it does for a store)."""
     if not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{where}: not numeric image data (dtype {arr.dtype})")
     finite = np.isfinite(arr)
     if not finite.all():
         raise InputError(f"{where}: {int((~finite).sum())} NaN/Inf values; fix or remove the file")
-    if arr.size and float(arr.max()) == float(arr.min()):
-        raise InputError(f"{where}: all values are {float(arr.min()):g} (a constant image); fix or remove the file")
 
 
 def read_image_file(path: Path) -> np.ndarray:
     """Read one 2D image file as C x H x W float32.
 
+    A constant image is read (with a warning), as a store would hold it.
+
     Raises:
-        InputError: unreadable, corrupt, not 2D, NaN/Inf or constant.
+        InputError: unreadable, corrupt, not 2D, NaN/Inf, complex, or a palette PNG.
     """
     name = path.name.lower()
     try:
@@ -70,6 +71,11 @@ def read_image_file(path: Path) -> np.ndarray:
             from PIL import Image
 
             with Image.open(path) as im:
+                if im.mode in ("P", "PA"):
+                    raise InputError(
+                        f"{path}: a palette (indexed-colour) PNG: its values are colour-table indices, not "
+                        "intensities; save it as greyscale"
+                    )
                 arr = np.asarray(im)
             if arr.ndim == 3:
                 arr = np.moveaxis(arr, -1, 0)
@@ -85,7 +91,12 @@ def read_image_file(path: Path) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 3:
         raise InputError(f"{path}: expected a 2D image (H x W or C x H x W), got shape {arr.shape}")
+    if np.iscomplexobj(arr):
+        raise InputError(f"{path}: complex values ({arr.dtype}); save a real image, e.g. its magnitude np.abs(x)")
+    # a blank image is kept, as in a store: the audit reports it as zero-variance and the gate removes it
     validate_array(arr, str(path))
+    if arr.size and float(arr.max()) == float(arr.min()):
+        logger.warning("%s is a constant image; the audit reports it as zero-variance", path)
     return arr.astype(np.float32)
 
 
@@ -120,6 +131,11 @@ def read_image_folder(folder: Path, on_error: OnError = OnError.RAISE, subject_s
     Images must share one shape; with ``on_error="skip"`` invalid files are skipped and listed in ``skipped``.
     """
     files = sorted(p for p in folder.iterdir() if _is_image_file(p))
+    hidden = sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and
+                    p.name.lower().endswith(IMAGE_SUFFIXES))
+    if hidden:
+        logger.warning("%s: %d hidden file(s) not read (names starting with '.', e.g. %s); rename them to include "
+                       "them", folder, len(hidden), hidden[0])
     arrays: list[np.ndarray] = []
     ids: list[str] = []
     skipped: list[Skipped] = []

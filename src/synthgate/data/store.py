@@ -14,10 +14,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -76,6 +77,13 @@ def _write_meta(path: Path, meta: dict[str, Any], channels: tuple[str, ...], sha
     (path / META).write_text(json.dumps(full, indent=2) + "\n")
 
 
+def _write_header(fh: BinaryIO, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+    """The ``.npy`` header of a C-order array of ``shape`` and ``dtype``; the data follows it."""
+    np.lib.format.write_array_header_1_0(
+        fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    )
+
+
 def _write_index(path: Path, rows: Iterable[tuple[str, str, int, str, int]]) -> None:
     """Write ``index.csv`` from ``(id, subject, slice_index, source, seed)`` rows."""
     with (path / INDEX).open("w", newline="") as fh:
@@ -99,11 +107,11 @@ def write_store(
     """
     np_dtype = check_dtype(dtype)
     with atomic_dir(path, overwrite=overwrite) as tmp:
-        arr = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np_dtype, shape=s.images.shape)
-        for start, block in s.iter_blocks(block_size):
-            arr[start : start + len(block)] = block
-        arr.flush()
-        del arr
+        # plain file writes, never a writable memory map: a full disk is then an OSError, not a SIGBUS
+        with (tmp / IMAGES).open("wb") as fh:
+            _write_header(fh, np_dtype, tuple(s.images.shape))
+            for _, block in s.iter_blocks(block_size):
+                fh.write(np.ascontiguousarray(block, dtype=np_dtype).tobytes())
         _write_index(tmp, _index_rows(s))
         meta = {**s.meta, "label_channel": s.label_channel,
                 "label_map": None if s.label_map is None else s.label_map.to_json()}
@@ -204,6 +212,11 @@ class StoreWriter:
         self._raw.write(np.ascontiguousarray(images, dtype=self.dtype).tobytes())
         self._n += len(images)
 
+    def discard(self) -> None:
+        """Drop what was written: the store is not made."""
+        self._raw.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
     def close(self, meta: dict[str, Any], size: int) -> int:
         """Finish the store; ``size`` is H = W used when the store is empty. Returns the image count."""
         self._raw.close()
@@ -211,9 +224,7 @@ class StoreWriter:
         shape = (self._n, len(self.channels), h, w)
         raw = self.path / "images.raw"
         with (self.path / IMAGES).open("wb") as fh:
-            np.lib.format.write_array_header_1_0(
-                fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-            )
+            _write_header(fh, self.dtype, shape)
             with raw.open("rb") as src:
                 while chunk := src.read(1 << 24):
                     fh.write(chunk)

@@ -182,6 +182,10 @@ class TrainConfig:
         checkpoint_every: write a checkpoint every this many steps (and always at the end).
         log_every: append a line to the JSONL loss log every this many steps.
         bf16: bfloat16 autocast on CUDA (ignored on CPU).
+        channels_last: NHWC memory layout for the convolutions on CUDA (tensor cores read it directly; ignored
+            on CPU).
+        compile: run the networks through ``torch.compile`` (pays on a GPU for long runs; on the CPU its
+            compile time exceeds what it saves in a short run).
     """
 
     kind: GeneratorKind
@@ -196,6 +200,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(GeneratorKind, self.kind, "kind"))

@@ -63,11 +63,12 @@ def training_loss(
 ) -> DiffusionLoss:
     """The DDPM objective: noise ``x0`` at uniform random t and regress epsilon (or v) with MSE.
 
-    ``gen`` lives on the CPU; draws are moved to ``x0``'s device so CPU and GPU runs draw the same numbers.
+    ``gen`` lives on ``x0``'s device (the trainer seeds one there every step), so the noise is drawn where it
+    is used, in ``x0``'s memory layout.
     """
     n = x0.shape[0]
-    t = torch.randint(0, len(abar), (n,), generator=gen).to(x0.device)
-    noise = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
+    t = torch.randint(0, len(abar), (n,), generator=gen, device=x0.device)
+    noise = torch.empty_like(x0).normal_(generator=gen)
     a = abar.to(x0.device)[t].float().view(n, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
     target = noise if prediction is Prediction.EPSILON else a.sqrt() * noise - (1 - a).sqrt() * x0

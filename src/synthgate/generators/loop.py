@@ -8,21 +8,23 @@ import functools
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from synthgate.atomic import atomic_dir
 from synthgate.data.imageset import ImageSet, require_nonempty
 from synthgate.errors import InputError, UsageError
 from synthgate.generators import runs
+from synthgate.generators.batches import BatchPrefetcher
 from synthgate.generators.config import GeneratorKind, TrainConfig
 from synthgate.generators.grid import save_grid
+from synthgate.generators.memory import check_batch_fits
 from synthgate.generators.registry import build_trainer, generator_spec
 from synthgate.generators.runs import DataSpec
 from synthgate.generators.trainers import Trainer
@@ -97,23 +99,41 @@ def _choose(n: int, cfg: TrainConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.max_images, replace=False))
 
 
-def _prepare_run(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: bool, overwrite: bool) -> TrainConfig:
-    if resume or cfg is None:
-        run = runs.open_run(out)
-        if run.data.shape != spec.shape or run.data.channels != spec.channels:
-            raise InputError(
-                f"--resume: {out} was trained on {run.data.channels} {run.data.height}x{run.data.width} but "
-                f"the data has {spec.channels} {spec.height}x{spec.width}; resume with the same --data"
-            )
+def _resolve_config(out: Path, cfg: TrainConfig | None, spec: DataSpec, resume: bool) -> TrainConfig:
+    """The run's configuration; on resume the run's own, with only ``steps`` changeable (to extend it)."""
+    if not resume:
+        if cfg is None:
+            raise UsageError("train_generator needs a config (e.g. generators.preset('diffusion')) unless resuming")
+        _check_size(cfg, spec, "the training data")
+        return cfg
+    run = runs.open_run(out)
+    if run.data.shape != spec.shape or run.data.channels != spec.channels:
+        raise InputError(
+            f"--resume: {out} was trained on {run.data.channels} {run.data.height}x{run.data.width} but "
+            f"the data has {spec.channels} {spec.height}x{spec.width}; resume with the same --data"
+        )
+    if cfg is None or cfg == run.config:
         return run.config
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"{out} already exists; pass --resume to continue it, --overwrite, or another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out / runs.CONFIG, cfg.to_json())
-    runs.write_json(out / runs.DATA, spec.to_json())
+    if replace(cfg, steps=run.config.steps) != run.config:
+        raise UsageError(
+            f"--resume: {out} continues with its own config.json; only --steps (to extend the run) may change"
+        )
+    done = int(runs.load_checkpoint(out / runs.CHECKPOINT, "cpu")["step"])
+    if cfg.steps < done:
+        raise UsageError(f"--steps {cfg.steps}: {out} has already done {done} steps; give --steps >= {done}")
+    runs.write_json(out / runs.CONFIG, cfg.to_json())  # the run now ends at the new total
     return cfg
+
+
+def _start_run(work: Path, cfg: TrainConfig, spec: DataSpec, data: ImageSet, chosen: np.ndarray,
+               device: str) -> None:
+    """Write a new run's config, data spec, training-image list and versions into ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    runs.write_json(work / runs.CONFIG, cfg.to_json())
+    runs.write_json(work / runs.DATA, spec.to_json())
+    runs.write_training_images(work / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen],
+                               [data.subjects[i] for i in chosen])
+    runs.write_json(work / runs.VERSIONS, runs.versions(device))
 
 
 def train_generator(
@@ -132,8 +152,9 @@ def train_generator(
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
 
     Args:
-        config: the run's configuration (its ``kind`` says which generator); ignored on resume, where the
-            run's own ``config.json`` applies (pass ``None`` there).
+        config: the run's configuration (its ``kind`` says which generator). On resume the run's own
+            ``config.json`` applies (pass ``None``), or a config that differs from it only in ``steps``, which
+            extends (or shortens, down to the steps done) the run.
         data: the training set (images in [0, 1], integer labels in the label channel).
         out_dir: the run directory.
         device: torch device to train on.
@@ -141,7 +162,7 @@ def train_generator(
         max_time: stop after this many seconds of this call.
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
         progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
-        overwrite: replace an existing run directory.
+        overwrite: replace an existing run directory; the old run stays until the new one is complete.
         monitor: audit fixed-seed batches for memorization while training (:mod:`synthgate.generators.monitor`).
         holdout: real images of subjects not in ``data``; calibrates the monitor's audit.
 
@@ -164,16 +185,14 @@ def train_generator(
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
-    if config is not None and not resume:
-        _check_size(config, spec, "the training data")
-    cfg = _prepare_run(out, config, spec, resume, overwrite)
-    kind = cfg.kind
-
+    replacing = not resume and out.exists() and any(out.iterdir())
+    if replacing and not overwrite:
+        raise UsageError(f"{out} already exists; pass --resume to continue it, --overwrite, or another --out")
+    cfg = _resolve_config(out, config, spec, resume)
+    # every check on the input before the run folder is touched: a failed --overwrite loses nothing
     chosen = _choose(len(data), cfg)
-    codec = spec.codec
     for start_block in range(0, len(chosen), 256):  # validate the labels once, block by block
-        codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
-    n_train = len(chosen)
+        spec.codec.encode(data.read_rows(chosen[start_block : start_block + 256]))
     chosen_ids = [data.ids[i] for i in chosen]
     if resume and runs.read_training_ids(out / runs.TRAIN_IMAGES) != chosen_ids:
         raise InputError(
@@ -181,60 +200,79 @@ def train_generator(
             f"({runs.TRAIN_IMAGES}); resume with the same --data"
         )
     if not resume:
-        runs.write_training_images(
-            out / runs.TRAIN_IMAGES, [data.ids[i] for i in chosen], [data.subjects[i] for i in chosen]
-        )
-        runs.write_json(out / runs.VERSIONS, runs.versions(device))
+        check_batch_fits(cfg, spec.shape, device)
+    if not replacing:
+        if not resume:
+            _start_run(out, cfg, spec, data, chosen, device)
+        return _train(out, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress, monitor,
+                      holdout)
+    with atomic_dir(out, overwrite=True) as work:  # the old run stays until the new one is complete
+        _start_run(work, cfg, spec, data, chosen, device)
+        return _train(work, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress, monitor,
+                      holdout)
+
+
+def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageSet, chosen: np.ndarray,
+           device: str, max_steps: int | None, max_time: float | None, resume: bool,
+           progress: Progress | None, monitor: MonitorConfig | None = None,
+           holdout: ImageSet | None = None) -> TrainResult:
+    """The training loop, writing into ``work``; the result names the paths the run has at ``out``."""
+    kind = cfg.kind
+    codec = spec.codec
+    n_train = len(chosen)
     trainer = build_trainer(cfg, spec.shape, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     start = 0
     if resume:
-        state = runs.load_checkpoint(out / runs.CHECKPOINT, device)
+        state = runs.load_checkpoint(work / runs.CHECKPOINT, device)
         trainer.load_state_dict(state["trainer"])
         gen.set_state(state["rng"].cpu())
         start = int(state["step"])
-        runs.truncate_log(out / runs.LOG, start)
+        runs.truncate_log(work / runs.LOG, start)
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    mon = None if monitor is None or holdout is None else _monitor(monitor, data, chosen, holdout, out, device, resume)
+    mon = None if monitor is None or holdout is None else _monitor(monitor, data, chosen, holdout, work, device,
+                                                                   resume)
     logger.info("training %s on %d images from step %d to %d on %s", kind, n_train, start, total, device)
 
     t0 = time.perf_counter()
     losses: dict[str, float] = {}
     grids: list[Path] = []
     step, stopped_by = start, "steps" if total == cfg.steps else "max_steps"
-    while step < total:
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-        batch = codec.encode(data.read_rows(chosen[idx]))
-        losses = trainer.step(torch.from_numpy(batch).to(device), gen, step)
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise InputError(f"training diverged at step {step} (losses {losses}); lower --lr")
-        step += 1
-        elapsed = time.perf_counter() - t0
-        ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
-        if step % cfg.log_every == 0 or step == total:
-            runs.append_log(
-                out / runs.LOG,
-                {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
-            )
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _checkpoint(out, trainer, gen, step)
-        if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
-            grids.append(_grid(out, trainer, spec, step))
-        if progress is not None:
-            progress("train", step, total)
-        out_of_time = max_time is not None and elapsed >= max_time and step < total
-        if mon is not None and mon.after_step(
-            step, total, functools.partial(_samples, trainer, spec),
-            functools.partial(_checkpoint, out, trainer, gen, step), final=out_of_time,
-        ):
-            stopped_by = "memorization"
-            break
-        if out_of_time:
-            stopped_by = "max_time"
-            break
-    if step > start or not (out / runs.CHECKPOINT).exists():
-        _checkpoint(out, trainer, gen, step)
-        grids.append(_grid(out, trainer, spec, step))
+    with BatchPrefetcher(data, chosen, codec, cfg.batch_size, cfg.seed, start, device) as batches:
+        while step < total:
+            pending = trainer.step(batches.next(), gen, step)  # stays on the device: no sync per step
+            step += 1
+            elapsed = time.perf_counter() - t0
+            ips = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
+            logged = step % cfg.log_every == 0 or step == total
+            checkpoint = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
+            if logged or checkpoint:
+                losses = _read_losses(pending, step)
+            if logged:
+                runs.append_log(
+                    work / runs.LOG,
+                    {"step": step, **losses, "images_per_s": round(ips, 3), "elapsed_s": round(elapsed, 3)},
+                )
+            if checkpoint:
+                _checkpoint(work, trainer, gen, step)
+            if cfg.grid_every and step % cfg.grid_every == 0 and step < total:
+                grids.append(_grid(work, trainer, spec, step))
+            if progress is not None:
+                progress("train", step, total)
+            out_of_time = max_time is not None and elapsed >= max_time and step < total
+            if mon is not None and mon.after_step(
+                step, total, functools.partial(_samples, trainer, spec),
+                functools.partial(_checkpoint, work, trainer, gen, step), final=out_of_time,
+            ):
+                stopped_by = "memorization"
+                break
+            if out_of_time:
+                stopped_by = "max_time"
+                break
+    losses = _read_losses(pending, step) if step > start else losses
+    if step > start or not (work / runs.CHECKPOINT).exists():
+        _checkpoint(work, trainer, gen, step)
+        grids.append(_grid(work, trainer, spec, step))
     if mon is not None:
         mon.finish(step, stopped=stopped_by == "memorization")
     elapsed = time.perf_counter() - t0
@@ -250,7 +288,7 @@ def train_generator(
         elapsed_s=elapsed,
         stopped_by=stopped_by,
         checkpoint=out / runs.CHECKPOINT,
-        grids=tuple(grids),
+        grids=tuple(out / g.relative_to(work) for g in grids),
         n_train=n_train,
     )
 
@@ -273,6 +311,15 @@ def _monitor(config: MonitorConfig, data: ImageSet, chosen: np.ndarray, holdout:
     train = data if len(chosen) == len(data) else data.subset(chosen)  # the images a copy would copy
     points = read_points(out / runs.LOG) if resume else []
     return MemorizationMonitor(train, holdout, config, out, device, points)
+
+
+def _read_losses(pending: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The losses of a step as floats (one read from the device); a non-finite loss stops the run."""
+    values = torch.stack([v.float() for v in pending.values()]).tolist() if pending else []
+    losses = dict(zip(pending, values, strict=True))
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"training diverged by step {step} (losses {losses}); lower --lr")
+    return losses
 
 
 def _grid(out: Path, trainer: Trainer, spec: DataSpec, step: int) -> Path:

@@ -26,7 +26,16 @@ SQRT2 = math.sqrt(2.0)
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, 0.2) * SQRT2
+    """Leaky ReLU with StyleGAN's gain of sqrt(2): two kernels, the second in place (the backward of
+    ``leaky_relu`` reads its input, not its output)."""
+    return F.leaky_relu(x, 0.2).mul_(SQRT2)
+
+
+def _bias_lrelu(x: torch.Tensor, bias: torch.Tensor, act: bool) -> torch.Tensor:
+    """``x + bias`` (per channel) then the activation, adding in place: ``x`` must be a fresh result whose
+    producer does not keep it for its backward (a convolution's output)."""
+    x = x.add_(bias.to(x.dtype).view(1, -1, 1, 1))
+    return _lrelu(x) if act else x
 
 
 def feature_channels(cfg: StyleGAN2Config, resolution: int) -> int:
@@ -111,9 +120,8 @@ class ModulatedLayer(nn.Module):
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight * self.scale, styles, demodulate=not self.rgb)
         if self.noise_strength is not None and noise is not None:
-            x = x + noise.to(x.dtype) * self.noise_strength
-        x = x + self.bias.view(1, -1, 1, 1)
-        return x if self.rgb else _lrelu(x)
+            x = x.addcmul_(noise.to(x.dtype), self.noise_strength.to(x.dtype))
+        return _bias_lrelu(x, self.bias, act=not self.rgb)
 
 
 class MappingNetwork(nn.Module):
@@ -169,8 +177,10 @@ class Generator(nn.Module):
         ]
 
     def draw_noise(self, n: int, gen: torch.Generator | None, device: torch.device) -> list[torch.Tensor]:
-        """Noise inputs for a batch of ``n`` from ``gen`` (a CPU generator)."""
-        return [torch.randn((n, *s), generator=gen).to(device) for s in self.noise_shapes()]
+        """Noise inputs for a batch of ``n``, drawn where ``gen`` lives (the CPU without one), then moved to
+        ``device``."""
+        where = gen.device if gen is not None else torch.device("cpu")
+        return [torch.randn((n, *s), generator=gen, device=where).to(device) for s in self.noise_shapes()]
 
     def forward(
         self,

@@ -17,17 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from synthgate import __version__
 from synthgate.atomic import atomic_dir, check_target
 from synthgate.data.imageset import ImageSet, require_nonempty
-from synthgate.errors import IntegrityError, UsageError
+from synthgate.data.manifest import check_binding
+from synthgate.errors import InputError, IntegrityError, UsageError
 from synthgate.release.card import nnunet_dataset_json, render_card
 from synthgate.release.gate import GateDecision, ReleaseRefused, evaluate_gate
 from synthgate.release.hf import write_parquet_shards
-from synthgate.release.inputs import read_audit, read_utility
+from synthgate.release.inputs import SUMMARY, UTILITY, read_audit, read_utility
 from synthgate.release.nnunet import write_nnunet
 from synthgate.release.payload import release_images
 from synthgate.release.policy import ReleasePolicy
@@ -66,6 +69,8 @@ def build_release(
     overwrite: bool = False,
     train: ImageSet | None = None,
     rows_per_shard: int = 1000,
+    holdout: ImageSet | None = None,
+    allow_real: bool = False,
 ) -> BuildResult:
     """Gate ``synthetic`` on its audits and write the bundle at ``out``.
 
@@ -76,8 +81,11 @@ def build_release(
         policy: the release rules.
         out: bundle folder to create.
         overwrite: replace an existing ``out``.
-        train: the training set, only to record its manifest hash in the provenance.
+        train: the training set: checked against the audit's record and its manifest hash recorded.
         rows_per_shard: rows per parquet shard.
+        holdout: the holdout set, checked against the audit's record when given.
+        allow_real: release rows that are real images (ingested from patients), stating it in the card and
+            the public report; without it such a set is refused.
 
     Returns:
         The bundle path and the decision.
@@ -85,7 +93,7 @@ def build_release(
     Raises:
         ReleaseRefused: a policy check failed (exit 3); nothing is written.
         UsageError: ``out`` exists and ``overwrite`` is false.
-        InputError: unreadable or mismatched audit files.
+        InputError: unreadable or mismatched audit files, or a set that is not the audited one.
         IntegrityError: a public artefact would name a private id (nothing is written).
     """
     out = Path(out)
@@ -95,12 +103,29 @@ def build_release(
     require_nonempty(synthetic, "--synthetic")
     audit = read_audit(audit_dir)
     utility = read_utility(utility_dir) if utility_dir is not None else None
+    check_binding(audit.summary.get("binding"),
+                  {"synthetic": ("--synthetic", synthetic), "train": ("--train", train),
+                   "holdout": ("--holdout", holdout)}, str(audit.path / SUMMARY))
+    if utility is not None:
+        check_binding(utility.data.get("binding"), {"synthetic": ("--synthetic", synthetic)},
+                      str(utility.path / UTILITY))
     decision = evaluate_gate(synthetic.ids, audit, utility, policy)
     if not decision.released:
         raise ReleaseRefused(decision)
+    n_real = int(real_rows(synthetic)[list(decision.keep)].sum())
+    if n_real and not allow_real:
+        raise InputError(
+            f"--synthetic: {n_real} of the {len(decision.keep)} images to release are real (ingested from "
+            "patients, not generated); release a generator's sample, or pass --allow-real to release real "
+            "images knowingly (the card and the report will say so)"
+        )
+    if n_real:
+        decision = replace(decision, real_released=n_real, warnings=(*decision.warnings, (
+            f"{n_real} of the {len(decision.keep)} released images are REAL patient images, not synthetic "
+            "(released with --allow-real)"),))
 
     r = release_images(synthetic, decision.keep)
-    private = private_strings(audit, utility) - set(r.ids)
+    private = private_strings(audit, utility, (train, holdout)) - set(r.ids)
     report = report_json(decision, audit, utility, policy)
     provenance = build_provenance(
         synthetic,
@@ -138,6 +163,16 @@ def build_release(
 
 
 BAGIT_VERSION = "1.0"
+
+
+def real_rows(s: ImageSet) -> np.ndarray:
+    """Rows that are real images: source ``real``, or the whole set when it was ingested and not generated."""
+    n = len(s)
+    if "ingest" in s.meta and "generator" not in s.meta:
+        return np.ones(n, dtype=bool)
+    if s.sources is None:
+        return np.zeros(n, dtype=bool)
+    return np.array([src.strip().lower() == "real" for src in s.sources], dtype=bool)
 
 
 def _make_bag(folder: Path) -> None:

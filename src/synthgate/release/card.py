@@ -149,7 +149,10 @@ def render_card(
     quantile, fpr = _fmt(cal.get("quantile"), 4), _fmt(cal.get("expected_false_positive_rate"), 4)
     n_flag, n_aud, n_rm = counts["flagged_before_removal"], counts["audited"], counts["removed_flagged"]
     n_margin, n_blank = counts["removed_near_threshold"], counts["removed_zero_variance"]
-    warn = "".join(f"\n- Licence warning: {x}" for x in decision.warnings)
+    warn = "".join(f"\n- Warning: {x}" for x in decision.warnings)
+    real_note = "" if not decision.real_released else (
+        f"\n**WARNING: {decision.real_released} of these {len(r)} images are REAL patient images, not synthetic; "
+        "they were released knowingly with `--allow-real`.**\n")
     label_row = ("| `label` | label values as stored (uint8 in the parquet files); `with_format(\"numpy\")` widens "
                  "every integer to int64, `.astype(\"uint8\")` restores the dtype |\n") if r.labels is not None else ""
     preview = r.channels[preview_channel(r.channels)] if r.channels else "first"
@@ -160,7 +163,7 @@ def render_card(
     overlay = " with the label overlaid" if r.labels is not None else ""
     body = f"""
 # {policy.dataset_name}
-
+{real_note}
 Synthetic 2D brain-tumour MR images with tumour labels, made by a generative model trained on real patient
 images, and released by synthgate {__version__} after its memorization and utility checks.
 

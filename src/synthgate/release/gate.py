@@ -32,6 +32,7 @@ class GateDecision:
         keep: indices (into the audited synthetic set) of the images to release, in order.
         removed_flagged / removed_margin / removed_zero_variance: how many images each removal rule dropped.
         n_audited / n_flagged: images audited and flagged before removal.
+        real_released: released images that are real, not synthetic (only with ``--allow-real``).
     """
 
     released: bool
@@ -43,6 +44,7 @@ class GateDecision:
     removed_zero_variance: int
     n_audited: int
     n_flagged: int
+    real_released: int = 0  # real images released knowingly (``release build --allow-real``)
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -60,6 +62,7 @@ class GateDecision:
                 "removed_near_threshold": self.removed_margin,
                 "removed_zero_variance": self.removed_zero_variance,
                 "released": len(self.keep),
+                "real_released": self.real_released,
             },
         }
 

@@ -17,6 +17,7 @@ SUMMARY = "summary.json"
 MATCHES = "matches.csv"
 UTILITY = "utility.json"
 UTILITY_FRAGMENT = "utility_fragment.html"
+UTILITY_SUBJECT_MAP = "private_subject_map.csv"  # PRIVATE: opaque id -> real test subject
 _MATCH_COLUMNS = ("synthetic_id", "train_id", "train_subject", "score", "flagged", "transform")
 
 

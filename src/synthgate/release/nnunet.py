@@ -180,6 +180,8 @@ def read_nnunet(payload: Path) -> NnunetImages:
         for field in TEXT_FIELDS:
             if field in img.header and np.asarray(img.header[field]).tobytes().strip(b"\x00 "):
                 problems.append(f"{path.relative_to(payload)}: header field {field} holds text")
+        if len(img.header.extensions):  # free-form blocks (DICOM, comments...) can name a patient or a path
+            problems.append(f"{path.relative_to(payload)}: {len(img.header.extensions)} NIfTI header extension(s)")
         return data[:, :, 0]
 
     for case in cases:

@@ -7,6 +7,7 @@ loosens the gate.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -76,6 +77,12 @@ class ReleasePolicy:
     dataset_name: str = "synthgate synthetic brain-tumour MRI"
 
     def __post_init__(self) -> None:
+        numbers = {n: getattr(self, n) for n in ("max_fraction_flagged", "max_fraction_flagged_before_removal",
+                                                 "max_subjects_leaked", "removal_margin", "min_reference_dice")}
+        numbers.update({f"min_utility_ratio.{k}": v for k, v in self.min_utility_ratio.items()})
+        for name, v in numbers.items():  # NaN passes every comparison below, so it would switch a rule off
+            if isinstance(v, int | float) and not math.isfinite(v):
+                raise UsageError(f"policy {name} = {v}: must be a finite number")
         for name in ("max_fraction_flagged", "max_fraction_flagged_before_removal", "max_subjects_leaked"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -200,7 +207,10 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "policy") -> Relea
                         f"{where}: access.gated = {value!r}; use one of {', '.join(g.value for g in Gating)}"
                     ) from None
             kwargs[attr] = float(value) if expected == (int, float) else value
-    return ReleasePolicy(**kwargs)
+    try:
+        return ReleasePolicy(**kwargs)
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
 
 
 def load_policy(path: str | os.PathLike[str]) -> ReleasePolicy:

@@ -2,32 +2,67 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from synthgate.release.inputs import AuditInputs, UtilityInputs
+from synthgate.data.imageset import ImageSet
+from synthgate.release.inputs import UTILITY_SUBJECT_MAP, AuditInputs, UtilityInputs
 
 MIN_LENGTH = 4  # shorter strings match by chance
 
 
-def private_strings(audit: AuditInputs, utility: UtilityInputs | None) -> frozenset[str]:
-    """Real ids and subjects the audits name: none may appear in a public artefact."""
+def private_strings(audit: AuditInputs, utility: UtilityInputs | None,
+                    sets: Iterable[ImageSet | None] = ()) -> frozenset[str]:
+    """Every real id, subject and file name the build can see: none may appear in a public artefact.
+
+    Sources: the audit's matches and its binding record (all training and holdout ids and subjects), the utility
+    audit's subjects and its private subject map (the test subjects), and the real ``sets`` given to the build.
+    """
     found: set[str] = set()
     for m in audit.matches:
         found.update((m.train_id, m.train_subject))
+    binding = audit.summary.get("binding")
+    for key in ("train", "holdout"):
+        rec = binding.get(key) if isinstance(binding, dict) else None
+        if isinstance(rec, dict):
+            found.update(str(row[0]) for row in rec.get("images") or [] if row)
+            found.update(str(x) for x in rec.get("subjects") or [])
     if utility is not None:
         for mode in (utility.data.get("modes") or {}).values():
             for row in (mode or {}).get("per_subject") or []:
                 if isinstance(row, dict) and row.get("subject"):
                     found.add(str(row["subject"]))
-    return frozenset(s for s in found if len(s) >= MIN_LENGTH)
+        subject_map = utility.path / UTILITY_SUBJECT_MAP
+        if subject_map.is_file():
+            with subject_map.open(newline="", encoding="utf-8") as fh:
+                found.update(r.get("subject") or "" for r in csv.DictReader(fh))
+    for s in sets:
+        if s is not None:
+            found.update(s.ids)
+            found.update(s.subjects)
+    return frozenset(x for x in found if len(x) >= MIN_LENGTH)
 
 
 def find_private_strings(data: bytes, private: Collection[str]) -> tuple[str, ...]:
-    """The private strings that occur in ``data``."""
-    return tuple(sorted(s for s in private if s.encode("utf-8") in data))
+    """The private strings that occur in ``data``.
+
+    Strings are grouped by length; a large group is matched by sliding a window over ``data`` and looking each
+    window up in a set (linear in ``len(data)`` per length, whatever the number of strings).
+    """
+    by_len: dict[int, set[bytes]] = {}
+    for x in private:
+        b = x.encode("utf-8")
+        by_len.setdefault(len(b), set()).add(b)
+    hits: list[bytes] = []
+    for n, group in by_len.items():
+        if len(group) <= 32:
+            hits.extend(b for b in group if b in data)
+        else:
+            hits.extend(group.intersection(data[i : i + n] for i in range(len(data) - n + 1)))
+    return tuple(sorted(b.decode("utf-8") for b in set(hits)))
 
 
 def scan_files(paths: Iterable[Path], private: Collection[str]) -> dict[str, tuple[str, ...]]:

@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from synthgate import __version__
 from synthgate.data.imageset import ImageSet
+from synthgate.data.manifest import set_manifest
 from synthgate.release.policy import ReleasePolicy
 from synthgate.runtime import versions
 
@@ -36,15 +35,9 @@ def library_versions() -> dict[str, str | None]:
     return versions(*LIBRARIES)
 
 
-def manifest_hash(s: ImageSet, block_size: int = 256) -> str:
-    """SHA-256 over the set's ids and image bytes (float32, store order): names a training set exactly."""
-    h = hashlib.sha256()
-    h.update(repr((s.channels, s.shape)).encode())
-    for i in s.ids:
-        h.update(i.encode("utf-8") + b"\0")
-    for _, block in s.iter_blocks(block_size):
-        h.update(np.ascontiguousarray(block, dtype="<f4").tobytes())
-    return "sha256:" + h.hexdigest()
+def manifest_hash(s: ImageSet) -> str:
+    """The set digest of :mod:`synthgate.data.manifest` (ids and image content): names a training set exactly."""
+    return "sha256:" + set_manifest(s).digest
 
 
 def file_hash(path: Path) -> str:

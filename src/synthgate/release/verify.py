@@ -68,6 +68,18 @@ def _bagit_check(path: Path) -> Check:
     return Check("bagit", True, f"{len(bag.payload_entries())} payload files, checksums match")
 
 
+def _top_level_check(path: Path) -> Check:
+    """A bag's top level holds its tag files and the payload folder only (BagIt leaves others unchecked)."""
+    extra = sorted(
+        f.name for f in path.iterdir()
+        if f.name not in ("bagit.txt", "bag-info.txt", PAYLOAD)
+        and not (f.is_file() and f.name.startswith(("manifest-", "tagmanifest-")) and f.name.endswith(".txt"))
+    )
+    if extra:
+        return Check("top_level", False, f"unexpected entries beside the payload: {', '.join(extra[:5])}")
+    return Check("top_level", True, "tag files and data/ only")
+
+
 def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -> VerifyResult:
     """Verify a release bundle.
 
@@ -83,6 +95,7 @@ def verify_bundle(path: str | os.PathLike[str], train: ImageSet | None = None) -
     if not p.is_dir():
         return VerifyResult(p, (Check("bundle", False, f"{p} is not a folder"),), 0)
     checks.append(_bagit_check(p))
+    checks.append(_top_level_check(p))
     payload = p / PAYLOAD
     missing = [f for f in (CARD, PROVENANCE, REPORT_JSON, REPORT_HTML) if not (payload / f).is_file()]
     checks.append(Check("payload", not missing, f"missing {', '.join(missing)}" if missing else "complete"))

@@ -4,6 +4,7 @@ Modules, in pipeline order (importing this package imports nothing; each name lo
 
 * :mod:`~synthgate.segment.data`: labelled sets as WT/TC/ET targets, from each set's label map;
 * :mod:`~synthgate.segment.models`: MONAI 2D ``UNet`` and ``SwinUNETR`` with one sigmoid output per region;
+* :mod:`~synthgate.segment.augment`: flips, affine and intensity augmentation of a whole batch on its device;
 * :mod:`~synthgate.segment.train`: ``SegmentTrainConfig``, ``train_segmenter``: Dice + BCE, AdamW, polynomial
   LR decay, augmentations, best epoch;
 * :mod:`~synthgate.segment.evaluate`: Dice per subject over its restacked slices;

@@ -75,6 +75,7 @@ def utility_json(result: UtilityResult) -> dict[str, Any]:
         "modes": modes,
         "ratio": result.ratio,
         "mixed_ratio": result.mixed_ratio,
+        "binding": result.binding,
     }
 
 

@@ -1,4 +1,4 @@
-"""Training a segmentation network: Dice + BCE loss, AdamW, polynomial LR decay, MONAI augmentations,
+"""Training a segmentation network: Dice + BCE loss, AdamW, polynomial LR decay, batched augmentations,
 best checkpoint chosen on a validation split of the training source.
 
 The validation split is by subject when the source has at least ``MIN_SUBJECTS_FOR_SUBJECT_SPLIT`` subjects,
@@ -12,7 +12,6 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from synthgate.errors import UsageError
 from synthgate.runtime import Progress
+from synthgate.segment.augment import AugmentSpec, BatchAugment
 from synthgate.segment.data import SegmentationData
 from synthgate.segment.evaluate import dice_from_counts, predict_masks
 from synthgate.segment.models import Net, build_model, check_size
@@ -45,7 +45,7 @@ class SegmentTrainConfig:
         weight_decay: AdamW weight decay.
         width: U-Net first-level channels or SwinUNETR feature size.
         val_fraction: share of the training source held out to choose the best epoch (0: keep the last).
-        augment: MONAI flips, affine and intensity augmentations.
+        augment: flips, affine and intensity augmentations (:mod:`synthgate.segment.augment`), on the device.
         poly_power: exponent of the polynomial LR decay.
         max_slices: train on at most this many slices (a random subset; ``None``: all).
         amp: bfloat16 autocast of the forward pass on CUDA (ignored on the CPU).
@@ -110,47 +110,14 @@ def split_validation(
     return np.sort(perm[k:]), np.sort(perm[:k]), "slice"
 
 
-def make_augment(
-    seed: int, size: int = 64
-) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """A seeded per-slice augmentation of image and target tensors (B x C x H x W, on any device): flips, affine
-    (rotation up to 15 degrees, scale 0.9-1.1, shift up to ``size / 16`` pixels), intensity scale and shift."""
+def _to_device(a: np.ndarray, device: str) -> torch.Tensor:
+    """A host batch on ``device``; through pinned memory on CUDA so the copy overlaps queued compute."""
     import torch
-    from monai.transforms import (
-        Compose,
-        RandAffined,
-        RandFlipd,
-        RandScaleIntensityd,
-        RandShiftIntensityd,
-    )
 
-    chain = Compose(
-        [
-            RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=0),
-            RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
-            RandAffined(
-                keys=("image", "label"),
-                prob=0.3,
-                rotate_range=(math.pi / 12,),
-                scale_range=(0.1, 0.1),
-                translate_range=(size / 16, size / 16),
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
-            ),
-            RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
-            RandShiftIntensityd(keys="image", offsets=0.05, prob=0.5),
-        ]
-    )
-    chain.set_random_state(seed=seed)
-
-    def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outs = [chain({"image": x[i], "label": y[i]}) for i in range(len(x))]
-        return (
-            torch.stack([torch.as_tensor(o["image"]) for o in outs]),
-            torch.stack([torch.as_tensor(o["label"]) for o in outs]),
-        )
-
-    return augment
+    t = torch.from_numpy(a)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def _val_dice(model: nn.Module, data: SegmentationData, index: np.ndarray, device: str, batch: int) -> float:
@@ -210,7 +177,7 @@ def train_segmenter(
     sched = torch.optim.lr_scheduler.PolynomialLR(
         opt, total_iters=config.epochs * steps_per_epoch, power=config.poly_power
     )
-    augment = make_augment(seed, min(data.size)) if config.augment else None
+    augment = BatchAugment(AugmentSpec(), seed) if config.augment else None
     amp = config.amp and torch.device(device).type == "cuda"
     best: tuple[float, int, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
@@ -218,12 +185,12 @@ def train_segmenter(
     model.train()
     for epoch in range(1, config.epochs + 1):
         order = rng.permutation(train_idx)
-        total, seen = 0.0, 0
+        total, seen = torch.zeros((), device=device), 0  # summed on the device: no host sync per step
         for start in range(0, len(order), config.batch_size):
             if len(order) - start == 1 and start > 0:
                 break  # a last batch of one slice: batch norm needs two (the slice is in the next epoch's draw)
             x, y = data.batch(order[start : start + config.batch_size])
-            xb, yb = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            xb, yb = _to_device(x, device), _to_device(y, device)
             if augment is not None:
                 xb, yb = augment(xb, yb)  # on the device: the CPU is not the bottleneck of GPU training
             opt.zero_grad(set_to_none=True)
@@ -233,9 +200,9 @@ def train_segmenter(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(x)
+            total += loss.detach() * len(x)
             seen += len(x)
-        row = {"epoch": float(epoch), "loss": total / max(seen, 1)}
+        row = {"epoch": float(epoch), "loss": float(total) / max(seen, 1)}
         if len(val_idx):
             row["val_dice"] = _val_dice(model, data, val_idx, device, 2 * config.batch_size)
             if best is None or row["val_dice"] > best[0]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from synthgate.data.imageset import ImageSet, check_compatible
 from synthgate.data.labels import REGIONS
+from synthgate.data.manifest import binding_json
 from synthgate.errors import InputError, UsageError
 from synthgate.runtime import Progress, versions
 from synthgate.segment.data import SegmentationData, check_labelled
@@ -153,6 +154,7 @@ class UtilityResult:
     device: str
     created: str
     versions: dict[str, str | None]
+    binding: dict[str, Any] = field(default_factory=dict)  # content hashes of the sets (no real id)
 
 
 def _ratio(num: ModeResult | None, den: ModeResult | None) -> dict[str, float | None]:
@@ -275,4 +277,6 @@ def run_utility(
         device=str(device),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         versions=versions("torch", "monai", "numpy"),
+        binding=binding_json({"synthetic": synthetic, "real_train": real_train, "real_test": real_test},
+                             public=("real_train", "real_test")),
     )
