@@ -28,7 +28,7 @@ def test_an_existing_output_is_refused_before_any_input_is_read(tmp_path: Path) 
 
 
 def test_audit_memorization_reads_paths_or_sets_and_writes_its_folder(tmp_path: Path) -> None:
-    train, syn, hold = make_set(n=8, seed=0), make_set(n=4, seed=1), make_set(n=6, seed=2)
+    train, syn, hold = make_set(n=8, seed=0), make_set(n=4, seed=1, prefix="sy"), make_set(n=6, seed=2, prefix="ho")
     syn = syn.subset(range(4))
     syn.images[0] = train.images[3]  # one copy
     write_store(train, tmp_path / "train")

@@ -136,7 +136,7 @@ def test_generator_cli_and_package_import_without_torch():
 
 def test_train_with_the_memorization_monitor(tmp_path):
     store, cfg = _setup(tmp_path, steps=4)
-    holdout = write_store(make_set(n=4, size=16, pattern="brain", seed=9), tmp_path / "holdout")
+    holdout = write_store(make_set(n=4, size=16, pattern="brain", seed=9, prefix="ho"), tmp_path / "holdout")
     args = ["generators", "train", "diffusion", "--data", str(store), "--out", str(tmp_path / "run"),
             "--config", str(cfg), "--device", "cpu"]
     r = runner.invoke(app, [*args, "--stop-on-memorization", "0.5"])

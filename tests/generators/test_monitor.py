@@ -25,8 +25,9 @@ from tests.sets import make_set
 
 
 def _textured(n: int, seed: int) -> ImageSet:
-    """``make_set`` with per-image noise texture inside the head, so distinct images are not near-copies."""
-    s = make_set(n, 3, 16, pattern="brain", seed=seed)
+    """``make_set`` with per-image noise texture inside the head, so distinct images are not near-copies (ids and
+    subjects of their own per seed: a holdout may not share them with the training set)."""
+    s = make_set(n, 3, 16, pattern="brain", seed=seed, prefix=f"s{seed}-")
     rng = np.random.default_rng(seed + 100)
     images = s.images.copy()
     head = images[:, :2] > 0

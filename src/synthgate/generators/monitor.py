@@ -201,8 +201,9 @@ class MemorizationMonitor:
         from synthgate.audit.memorization import MemorizationConfig
 
         self.train, self.holdout, self.config, self.run_dir = train, holdout, config, Path(run_dir)
+        # whole-image Pearson only: the monitor is a cheap training signal; the release audit runs every score
         self.audit_config = MemorizationConfig(transforms=config.transforms, quantile=config.quantile,  # type: ignore[arg-type]
-                                               device=device, seed=config.seed)
+                                               device=device, seed=config.seed, scores=("pearson",))  # type: ignore[arg-type]
         self.points: list[MonitorPoint] = list(points)
         self.seeds = config.seeds()
         rows = np.arange(len(train))
