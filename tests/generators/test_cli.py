@@ -132,3 +132,20 @@ def test_generator_cli_and_package_import_without_torch():
 
     code = "import sys, synthgate.generators, synthgate.cli.generators; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_train_with_the_memorization_monitor(tmp_path):
+    store, cfg = _setup(tmp_path, steps=4)
+    holdout = write_store(make_set(n=4, size=16, pattern="brain", seed=9, prefix="ho"), tmp_path / "holdout")
+    args = ["generators", "train", "diffusion", "--data", str(store), "--out", str(tmp_path / "run"),
+            "--config", str(cfg), "--device", "cpu"]
+    r = runner.invoke(app, [*args, "--stop-on-memorization", "0.5"])
+    assert r.exit_code == 2 and "--monitor" in r.output and not (tmp_path / "run").exists()
+    r = runner.invoke(app, [*args, "--monitor", str(holdout), "--monitor-every", "2", "--stop-on-memorization", "0.99",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    points = res["monitor"]["points"]
+    assert [p["step"] for p in points] == [2, 4] and all(p["n"] == 32 for p in points)
+    assert res["monitor"]["kept"]["kept_step"] == 4 and not res["monitor"]["kept"]["stop"]
+    assert (tmp_path / "run" / "monitor.png").is_file()

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from synthgate import pipeline
 from synthgate.atomic import check_target
-from synthgate.audit.memorization import MemorizationConfig, Score, run_memorization_audit
-from synthgate.audit.report import summary_json, write_audit_outputs
+from synthgate.audit.memorization import MemorizationConfig, Score
 from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
@@ -92,12 +92,11 @@ def memorization(
     hold_set = None if holdout is None else apply_subjects(
         conform_to(load_set(holdout, channels=folder_channels), train_set, "--holdout", "--train"), groups, "--holdout")
     with progress_bar("memorization audit") as progress:
-        result = run_memorization_audit(train_set, syn_set, hold_set, config, progress=progress)
-    on_main(  # rank 0 writes
-        lambda: write_audit_outputs(result, out, train_set, syn_set, overwrite=overwrite, holdout=hold_set)
-    )
+        stage = pipeline.audit_memorization(train_set, syn_set, hold_set, out, config, overwrite=overwrite,
+                                            progress=progress)
+    result = stage.result
     if json_out:
-        print_json(summary_json(result, train_set))
+        print_json(stage.to_json())
     else:
         cal = result.calibration
         say(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synthgate.atomic import check_target
+from synthgate import pipeline
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     Device,
@@ -22,10 +22,10 @@ from synthgate.cli.options import (
 from synthgate.data.imageset import conform_to
 from synthgate.data.readers import load_set, parse_channels
 from synthgate.data.subjects import apply_subjects, subject_map
-from synthgate.distributed import on_main, sharded
+from synthgate.distributed import sharded
 from synthgate.segment.models import Net
-from synthgate.segment.report import table_rows, utility_json, write_utility_outputs
-from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset, run_utility
+from synthgate.segment.report import table_rows
+from synthgate.segment.utility import Mode, UtilityConfig, UtilityPreset
 
 
 @handle_errors
@@ -75,7 +75,6 @@ def utility(
     """Train segmentation on synthetic slices and test on real subjects; compare with real training. Writes
     utility.json, utility.png and the report fragment to --out."""
 
-    on_main(lambda: check_target(out_dir, overwrite))  # rank 0, before hours of training, not after
     config = UtilityConfig.preset(
         preset,
         net,
@@ -98,10 +97,11 @@ def utility(
     syn = None if synthetic is None else conform_to(load_set(synthetic, channels=parse_channels(channels)), train,
                                                     "--synthetic", "--real-train")
     with progress_bar("utility: training epochs") as progress:
-        result = run_utility(syn, train, test, config, device=dev, progress=progress)
-    on_main(lambda: write_utility_outputs(result, out_dir, overwrite=overwrite))  # rank 0 writes
+        stage = pipeline.audit_utility(syn, train, test, out_dir, config, device=dev, overwrite=overwrite,
+                                       progress=progress)
+    result = stage.result
     if as_json:
-        print_json(utility_json(result))
+        print_json(stage.to_json())
         return
     from rich.table import Table
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from synthgate import pipeline
 from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, print_json, print_row, progress_bar, say
 from synthgate.cli.options import (
@@ -21,7 +22,7 @@ from synthgate.cli.options import (
     SlicesOpt,
 )
 from synthgate.data.config import Normalisation, OnError, SliceSelection
-from synthgate.data.ingest import IngestConfig, ingest_cohort
+from synthgate.data.ingest import IngestConfig
 from synthgate.data.phantom import write_phantom_cohort
 from synthgate.data.readers import load_set
 from synthgate.data.store import StoreDtype, write_store
@@ -72,7 +73,7 @@ def ingest(
         seed=seed, labels=labels.convention(), dtype=dtype,
     )
     with progress_bar("ingest subjects") as progress:
-        result = ingest_cohort(cohort, out_dir, config, on_error=on_error, overwrite=overwrite, progress=progress)
+        result = pipeline.ingest(cohort, out_dir, config, on_error=on_error, overwrite=overwrite, progress=progress)
     if as_json:
         print_json(result.to_json())
         return

@@ -9,11 +9,9 @@ from typing import Annotated, cast
 
 import typer
 
-from synthgate.atomic import check_target
 from synthgate.cli.common import handle_errors, out, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import Device, DeviceOpt, DtypeOpt, Json, Out, Overwrite
-from synthgate.data.readers import load_set
-from synthgate.data.store import StoreDtype, write_store
+from synthgate.data.store import StoreDtype
 from synthgate.distributed import broadcast, on_main, sharded
 from synthgate.errors import UsageError
 from synthgate.generators.config import GeneratorKind, TrainConfig
@@ -62,6 +60,26 @@ def train(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in total.")] = None,
     max_time: Annotated[float | None, typer.Option("--max-time", help="Stop after this many seconds.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run at --out from its checkpoint.")] = False,
+    monitor: Annotated[
+        Path | None,
+        typer.Option(
+            "--monitor",
+            "--monitor-holdout",
+            help="Holdout set: audit fixed-seed samples for memorization while training (one process only).",
+        ),
+    ] = None,
+    monitor_every: Annotated[
+        int, typer.Option("--monitor-every", min=1, help="Steps between two memorization checks (with --monitor).")
+    ] = 200,
+    stop_on: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-on-memorization",
+            min=0.0,
+            max=0.999,
+            help="Stop once the flagged fraction exceeds this and keep the last checkpoint at or below it.",
+        ),
+    ] = None,
     compile_nets: Annotated[
         bool, typer.Option("--compile", help="Run the networks through torch.compile (pays on a GPU in long runs).")
     ] = False,
@@ -70,10 +88,13 @@ def train(
     as_json: Json = False,
 ) -> None:
     """Train a generator; writes the run directory --out: config.json, checkpoint.pt, log.jsonl, PNG sample
-    grids."""
-    from synthgate.generators.loop import train_generator
+    grids, and with --monitor the memorization curve (monitor.json, monitor.png)."""
+    from synthgate import pipeline
+    from synthgate.generators.monitor import MonitorConfig
 
     dev = resolve_device(device)
+    if monitor is None and stop_on is not None:
+        raise UsageError("--stop-on-memorization needs --monitor HOLDOUT (the holdout set that calibrates the audit)")
     cfg = _load_config(kind, config_file, preset_name).with_overrides(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_images=max_images, compile=compile_nets or None
     )
@@ -90,36 +111,16 @@ def train(
         cfg = own.with_overrides(steps=steps)
     if cfg.kind is not kind:
         raise UsageError(f"the config is for {cfg.kind} but the generator is {kind}; pass a {kind} config")
-    s = load_set(data)
+    watch = None if monitor is None else MonitorConfig(every=monitor_every, stop_on=stop_on, seed=cfg.seed)
     with progress_bar(f"training {kind}") as progress:
-        result = train_generator(
-            cfg,
-            s,
-            run_out,
-            device=dev,
-            max_steps=max_steps,
-            max_time=max_time,
-            resume=resume,
-            progress=progress,
-            overwrite=overwrite,
+        stage = pipeline.train(
+            cfg, data, run_out, device=dev, max_steps=max_steps, max_time=max_time, resume=resume,
+            overwrite=overwrite, monitor=watch, holdout=monitor, progress=progress,
         )
-    summary = {
-        "run_dir": str(result.run_dir),
-        "kind": str(result.kind),
-        "steps": result.steps,
-        "start_step": result.start_step,
-        "stopped_by": result.stopped_by,
-        "losses": result.losses,
-        "images_per_s": round(result.images_per_s, 2),
-        "elapsed_s": round(result.elapsed_s, 1),
-        "n_train": result.n_train,
-        "device": dev,
-        "checkpoint": str(result.checkpoint),
-        "grids": [str(g) for g in result.grids],
-    }
     if as_json:
-        print_json(summary)
+        print_json(stage.to_json())
         return
+    result = stage.result
     losses = "  ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     say(
         f"{result.kind}: step {result.steps} ({result.stopped_by}) on {result.n_train} images, {losses}, "
@@ -128,6 +129,13 @@ def train(
     )
     if result.grids:
         say(f"latest sample grid: {result.grids[-1]}")
+    if stage.monitor is not None:
+        last = stage.monitor["points"][-1] if stage.monitor["points"] else None
+        if last is not None:
+            say(f"memorization monitor: {last['flagged']}/{last['n']} flagged at step {last['step']}; "
+                f"curve {result.run_dir / 'monitor.png'}")
+        if stage.monitor["kept"] is not None:
+            say(f"kept checkpoint: {stage.monitor['kept']['reason']}")
 
 
 @app.command()
@@ -151,23 +159,15 @@ def sample(
     as_json: Json = False,
 ) -> None:
     """Sample a synthetic slice store at --out (per-sample seeds in its index) from a trained run."""
-    from synthgate.generators.sample import sample_generator
+    from synthgate import pipeline
 
     dev = resolve_device(device)
-    on_main(lambda: check_target(store_out, overwrite))  # rank 0 checks where it will write
     with progress_bar("sampling") as progress:
-        s = sample_generator(
-            run,
-            n,
-            seed=seed,
-            device=dev,
-            batch_size=batch_size,
-            sample_steps=sample_steps,
-            truncation=truncation,
-            progress=progress,
+        stage = pipeline.sample(
+            run, n, store_out, seed=seed, device=dev, batch_size=batch_size, sample_steps=sample_steps,
+            truncation=truncation, dtype=dtype, overwrite=overwrite, progress=progress,
         )
-    path = on_main(lambda: write_store(s, store_out, dtype=dtype, overwrite=overwrite)) or store_out  # rank 0
     if as_json:
-        print_json({"store": str(path), "n": len(s), "kind": s.meta["generator"]["kind"], "device": dev})
+        print_json(stage.to_json())
         return
-    say(f"{len(s)} {s.meta['generator']['kind']} samples -> {path}", to=out)
+    say(f"{stage.n} {stage.kind} samples (step {stage.step}) -> {stage.store}", to=out)

@@ -8,18 +8,17 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from synthgate.atomic import check_target
+from synthgate import pipeline
 from synthgate.cli.common import err, handle_errors, out, print_json, say, warn
 from synthgate.cli.options import FolderChannels, Json, Out, Overwrite, SubjectPatternOpt, SubjectsOpt
 from synthgate.data.imageset import conform_to
 from synthgate.data.readers import load_set, parse_channels
 from synthgate.data.subjects import apply_subjects, subject_map
 from synthgate.errors import IntegrityError, UsageError
-from synthgate.release.bundle import build_release
 from synthgate.release.gate import GateDecision, ReleaseRefused
 from synthgate.release.policy import ReleasePolicy, load_policy, write_policy_template
 from synthgate.release.publish import publish_bundle
-from synthgate.release.verify import VerifyResult, verify_bundle
+from synthgate.release.verify import VerifyResult
 
 app = typer.Typer(
     help="Gate a synthetic set on its audits and write, verify and publish the release bundle.",
@@ -97,7 +96,6 @@ def build(
     """Evaluate the gate; on a pass write the bundle (a BagIt bag) at --out, on a refusal exit 3 with every
     failing check."""
 
-    check_target(out_dir, overwrite)
     pol = load_policy(policy_file) if policy_file is not None else ReleasePolicy()
     if policy_file is None:
         say("no --policy: using the default policy ('synthgate release policy --init FILE' writes it)")
@@ -108,19 +106,21 @@ def build(
     if tr is not None:
         syn = conform_to(syn, tr, "--synthetic", "--train")
     try:
-        result = build_release(syn, audit, utility, pol, out_dir, overwrite=overwrite, train=tr, holdout=ho,
-                              allow_real=allow_real)
+        stage = pipeline.build(syn, audit, utility, pol, out_dir, train=tr, overwrite=overwrite, holdout=ho,
+                               allow_real=allow_real)
     except ReleaseRefused as e:
         if as_json:
             print_json(e.decision.to_json())
         render_checks(e.decision)
         raise
+    result = stage.result
     if as_json:
-        print_json({**result.decision.to_json(), "bundle": str(result.path)})
+        print_json(stage.to_json())
         return
     render_checks(result.decision)
     say(f"released {result.n_released} images: {result.path}", to=out)
     say(f"public report: {result.report_html}")
+    say(f"dataset card: {stage.card}")
 
 
 @app.command("verify")
@@ -134,8 +134,7 @@ def verify(
 ) -> None:
     """Check a bundle: BagIt checksums, HF round trip, NIfTI geometry, and with --train a re-audit (exit 4)."""
 
-    tr = load_set(train) if train is not None else None
-    result = verify_bundle(bundle, train=tr)
+    result = pipeline.verify(bundle, train=train)
     if as_json:
         print_json(result.to_json())
     else:

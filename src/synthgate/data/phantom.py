@@ -61,10 +61,17 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], grid: i
     return field[: shape[0], : shape[1], : shape[2]]
 
 
-def make_phantom(index: int, seed: int = 0, shape: tuple[int, int, int] = (128, 128, 96)) -> PhantomSubject:
-    """Make phantom subject ``index`` of the cohort with ``seed``."""
+def make_phantom(index: int, seed: int = 0, shape: tuple[int, int, int] = (128, 128, 96),
+                 tumour_scale: float = 1.0) -> PhantomSubject:
+    """Make phantom subject ``index`` of the cohort with ``seed``.
+
+    ``tumour_scale`` multiplies every tumour radius (core, necrosis, oedema): at low resolution (the demo's
+    32 px slices) the default tumour cores span a few pixels, too few for a small generator to learn.
+    """
     if min(shape) < 16:
         raise UsageError(f"phantom shape must be at least 16 voxels a side, got {shape}")
+    if not 0.0 < tumour_scale <= 3.0:
+        raise UsageError(f"phantom tumour_scale must be in (0, 3], got {tumour_scale}")
     rng = np.random.default_rng([seed, index])
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
     x, y, z = np.meshgrid(*axes, indexing="ij")
@@ -89,7 +96,7 @@ def make_phantom(index: int, seed: int = 0, shape: tuple[int, int, int] = (128, 
         centre = rng.uniform([-0.45, -0.5, -0.3], [0.45, 0.5, 0.45])
         if abs(centre[0]) > 0.2 or abs(centre[1]) > 0.35:
             break
-    core_r = rng.uniform(0.08, 0.18)
+    core_r = rng.uniform(0.08, 0.18) * tumour_scale
     oedema_r = core_r * rng.uniform(1.4, 2.1)
     necrosis_frac = rng.uniform(0.3, 0.65)
     d = np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2)
@@ -139,17 +146,18 @@ def _write_nifti(path: Path, data: np.ndarray, spacing: tuple[float, float, floa
 
 
 def write_phantom_cohort(out: str | Path, subjects: int, seed: int = 0,
-                         shape: tuple[int, int, int] = (128, 128, 96), overwrite: bool = False) -> Path:
+                         shape: tuple[int, int, int] = (128, 128, 96), overwrite: bool = False,
+                         tumour_scale: float = 1.0) -> Path:
     """Write ``subjects`` phantoms as a BraTS-2021-style cohort folder at ``out`` (atomically).
 
     Raises:
-        UsageError: ``subjects`` < 1, a bad shape, or ``out`` exists without ``overwrite``.
+        UsageError: ``subjects`` < 1, a bad shape or tumour scale, or ``out`` exists without ``overwrite``.
     """
     if subjects < 1:
         raise UsageError(f"--subjects must be at least 1, got {subjects}")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for i in range(subjects):
-            ph = make_phantom(i, seed, shape)
+            ph = make_phantom(i, seed, shape, tumour_scale)
             folder = tmp / ph.name
             folder.mkdir()
             for suffix, vol in ph.sequences.items():

@@ -5,13 +5,15 @@ sample grids, resume. What differs between kinds (the step, EMA, sampling) is in
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -31,6 +33,9 @@ from synthgate.generators.shards import EpochStream, step_seed
 from synthgate.generators.trainers import Trainer
 from synthgate.runtime import Progress
 
+if TYPE_CHECKING:
+    from synthgate.generators.monitor import MemorizationMonitor, MonitorConfig
+
 logger = logging.getLogger(__name__)
 
 GRID_SEEDS = tuple(range(8))
@@ -49,8 +54,9 @@ class TrainResult:
         losses: every loss of the last step.
         images_per_s: training throughput of this call.
         elapsed_s: wall time of this call.
-        stopped_by: ``"steps"`` (the config's), ``"max_steps"`` or ``"max_time"``.
-        checkpoint: the latest checkpoint.
+        stopped_by: ``"steps"`` (the config's), ``"max_steps"``, ``"max_time"`` or ``"memorization"`` (the
+            monitor's ``stop_on``; the checkpoint is then the kept one, see :mod:`synthgate.generators.monitor`).
+        checkpoint: the run's checkpoint.
         grids: sample grids written by this call.
         n_train: images trained on.
     """
@@ -142,6 +148,8 @@ def train_generator(
     resume: bool = False,
     progress: Progress | None = None,
     overwrite: bool = False,
+    monitor: MonitorConfig | None = None,
+    holdout: ImageSet | None = None,
 ) -> TrainResult:
     """Train a generator on ``data`` and write a run directory (see :mod:`synthgate.generators.runs`).
 
@@ -157,6 +165,8 @@ def train_generator(
         resume: continue from ``out_dir/checkpoint.pt``; ends in the same state as an uninterrupted run.
         progress: called as ``progress("train", step, total)`` after every step (losses: ``log.jsonl``).
         overwrite: replace an existing run directory; the old run stays until the new one is complete.
+        monitor: audit fixed-seed batches for memorization while training (:mod:`synthgate.generators.monitor`).
+        holdout: real images of subjects not in ``data``; calibrates the monitor's audit.
 
     Under a torch.distributed process group (``torchrun``) the training is data parallel: every rank reads its
     own ``batch_size`` images of each global batch (:mod:`synthgate.generators.shards`), gradients are averaged
@@ -177,6 +187,10 @@ def train_generator(
         raise UsageError(f"--max-steps must be >= 1, got {max_steps}")
     if max_time is not None and max_time <= 0:
         raise UsageError(f"--max-time must be > 0 seconds, got {max_time}")
+    if monitor is not None and holdout is None:
+        raise UsageError("the memorization monitor needs a holdout set (--monitor HOLDOUT)")
+    if monitor is not None and distributed.world_size() > 1:
+        raise UsageError("the memorization monitor (--monitor) runs in one process; start it without torchrun")
     require_nonempty(data, "the training data")
     spec = _data_spec(data, "the training data")
     out = Path(out_dir)
@@ -206,7 +220,8 @@ def train_generator(
             return work
 
         work = cast(Path, distributed.broadcast(distributed.on_main(open_work)))
-        result = _train(work, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress)
+        result = _train(work, out, cfg, spec, data, chosen, device, max_steps, max_time, resume, progress, monitor,
+                        holdout)
         distributed.on_main(stack.close)  # the old run stays until the new one is complete
     return result
 
@@ -232,7 +247,8 @@ def _check_run(out: Path, config: TrainConfig | None, spec: DataSpec, data: Imag
 
 def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageSet, chosen: np.ndarray,
            device: str, max_steps: int | None, max_time: float | None, resume: bool,
-           progress: Progress | None) -> TrainResult:
+           progress: Progress | None, monitor: MonitorConfig | None = None,
+           holdout: ImageSet | None = None) -> TrainResult:
     """The training loop on every rank, rank 0 writing into ``work``; the result names the run's paths at ``out``."""
     kind = cfg.kind
     codec = spec.codec
@@ -249,6 +265,8 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
         distributed.on_main(lambda: runs.truncate_log(work / runs.LOG, start))
     replicas.check(trainer.state_dict(), start)  # the same seeded initial weights on every rank
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    mon = None if monitor is None or holdout is None else _monitor(monitor, data, chosen, holdout, work, device,
+                                                                   resume)
     logger.info("training %s on %d images, steps %d to %d on %s (rank %d of %d)", kind, n_train, start, total,
                 device, rank, world)  # fmt: skip
 
@@ -284,7 +302,15 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
                 grids.append(_grid(work, trainer, spec, step))
             if progress is not None:
                 progress("train", step, total)
-            if max_time is not None and step < total and replicas.any_rank(elapsed >= max_time):
+            out_of_time = max_time is not None and step < total and replicas.any_rank(elapsed >= max_time)
+            if mon is not None and mon.after_step(  # one process only (train_generator refuses it under torchrun)
+                step, total, functools.partial(_samples, trainer, spec),
+                functools.partial(_kept_checkpoint, trainer, step, position + (step - start) * global_batch),
+                final=out_of_time,
+            ):
+                stopped_by = "memorization"
+                break
+            if out_of_time:
                 stopped_by = "max_time"
                 break
     losses = _read_losses(pending, step) if step > start else losses
@@ -292,6 +318,8 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
         replicas.save(work, trainer.state_dict(), step, position + (step - start) * global_batch)
         if distributed.is_main():
             grids.append(_grid(work, trainer, spec, step))
+    if mon is not None:
+        mon.finish(step, stopped=stopped_by == "memorization")
     elapsed = time.perf_counter() - t0
     main = generator_spec(kind).main_loss
     return TrainResult(
@@ -308,6 +336,27 @@ def _train(work: Path, out: Path, cfg: TrainConfig, spec: DataSpec, data: ImageS
         grids=tuple(out / g.relative_to(work) for g in grids),
         n_train=n_train,
     )
+
+
+def _kept_checkpoint(trainer: Trainer, step: int, position: int, path: Path) -> None:
+    """The monitor's copy of a checkpoint (one process: the layout :func:`replicas.save` writes for one rank)."""
+    state = {"step": step, "position": position, "world_size": 1, "replica_sha256": [], "trainer": trainer.state_dict()}
+    runs.save_checkpoint(path, state)
+
+
+def _samples(trainer: Trainer, spec: DataSpec, seeds: Sequence[int], sample_steps: int | None) -> np.ndarray:
+    """Monitor samples in set values (the EMA weights, the monitor's seeds)."""
+    with torch.no_grad():
+        return spec.codec.decode(trainer.sample(seeds, sample_steps=sample_steps).float().cpu().numpy())
+
+
+def _monitor(config: MonitorConfig, data: ImageSet, chosen: np.ndarray, holdout: ImageSet, out: Path, device: str,
+             resume: bool) -> MemorizationMonitor:
+    from synthgate.generators.monitor import MemorizationMonitor, read_points
+
+    train = data if len(chosen) == len(data) else data.subset(chosen)  # the images a copy would copy
+    points = read_points(out / runs.LOG) if resume else []
+    return MemorizationMonitor(train, holdout, config, out, device, points)
 
 
 def _read_losses(pending: dict[str, torch.Tensor], step: int) -> dict[str, float]:

@@ -8,6 +8,7 @@ RUN/versions.json           synthgate, python, torch, monai, numpy; device
 RUN/log.jsonl               one JSON line per logged step: step, losses, images/s, elapsed seconds
 RUN/checkpoint.pt           latest state: weights, EMA weights, optimisers, step, position in the image stream
 RUN/grids/step-NNNNNN.png   sample grids (EMA weights, fixed seeds)
+RUN/monitor.json, .png      the memorization monitor's curve and kept checkpoint (with --monitor)
 ```
 """
 
@@ -36,6 +37,7 @@ VERSIONS = "versions.json"
 LOG = "log.jsonl"
 CHECKPOINT = "checkpoint.pt"
 GRIDS = "grids"
+MONITOR_JSON = "monitor.json"  # the memorization monitor's record (synthgate.generators.monitor)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -181,3 +183,12 @@ def truncate_log(path: Path, step: int) -> None:
         return
     keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def read_monitor(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run's ``monitor.json`` (``None`` when it was trained without the memorization monitor)."""
+    path = Path(run_dir) / MONITOR_JSON
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

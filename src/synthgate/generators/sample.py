@@ -111,6 +111,9 @@ def sample_generator(
         "truncation": truncation,
         "config": run.config.to_json(),
     }
+    monitored = runs.read_monitor(run.path)
+    if monitored is not None:  # which checkpoint the memorization monitor kept and why (into the provenance)
+        generator_meta["monitor"] = {"stop_on": monitored["config"]["stop_on"], **(monitored["kept"] or {})}
     return ImageSet(
         images=out,
         ids=tuple(f"syn-{i:06d}" for i in range(total)),

@@ -1,5 +1,5 @@
 """The release stage: policy and gate, bundle (BagIt: HF parquet + card, nnU-Net NIfTI, provenance, public
-report), verify, publish, and the end-to-end demo.
+report), verify and publish (the end-to-end demo is :mod:`synthgate.demo`).
 
 Public API (importing this package imports nothing; each name loads from its module on first use):
 
@@ -7,8 +7,7 @@ Public API (importing this package imports nothing; each name loads from its mod
 * :mod:`synthgate.release.gate`: ``evaluate_gate`` -> ``GateDecision`` of ``Check`` s; ``ReleaseRefused`` (exit 3);
 * :mod:`synthgate.release.bundle`: ``build_release`` -> ``BuildResult``;
 * :mod:`synthgate.release.verify`: ``verify_bundle`` -> ``VerifyResult``;
-* :mod:`synthgate.release.publish`: ``publish_bundle`` -> ``PublishResult``;
-* :mod:`synthgate.release.demo`: ``run_demo`` -> ``DemoResult``.
+* :mod:`synthgate.release.publish`: ``publish_bundle`` -> ``PublishResult``.
 """
 
 from __future__ import annotations
