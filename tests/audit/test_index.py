@@ -77,3 +77,15 @@ def test_cuda_audit_equals_cpu(backend: str) -> None:
     np.testing.assert_array_equal(gpu.synthetic.topk_scores, cpu.synthetic.topk_scores)
     np.testing.assert_array_equal(gpu.synthetic.train_row, rows)
     assert gpu.flagged.all()
+
+
+def test_query_blocks_are_balanced() -> None:
+    from synthgate.audit.match import balanced_block
+
+    assert balanced_block(1000, 491) == 334  # 3 passes of 334, not 491 + 491 + 18
+    assert balanced_block(500, 491) == 250
+    assert balanced_block(10, 491) == 10 and balanced_block(0, 5) == 1
+    for n in range(1, 60):
+        for b in range(1, 20):
+            size = balanced_block(n, b)
+            assert size <= b and -(-n // size) == -(-n // b)  # never more passes than the plan allows

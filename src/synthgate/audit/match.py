@@ -115,9 +115,15 @@ class QueryBlock:
     groups: np.ndarray | None = None
 
 
+def balanced_block(n: int, block: int) -> int:
+    """The block size that splits ``n`` queries into as few blocks as ``block`` allows, of equal size: every block
+    is one pass over the feature cache, so a small last block would cost a pass for a few queries."""
+    return max(1, -(-n // max(1, -(-n // max(1, block)))))
+
+
 def image_queries(images: ImageSet, channels: tuple[int, ...], block: int, set_name: str) -> Iterator[QueryBlock]:
     """Query blocks of a set of images, read once block by block."""
-    for start, raw in images.iter_blocks(block):
+    for start, raw in images.iter_blocks(balanced_block(len(images), block)):
         check_finite(raw, images.ids, start, set_name)
         f = pearson_features(raw, channels, images.label_channel)
         yield QueryBlock(np.arange(start, start + len(raw)), f.vectors, f.valid)
@@ -125,6 +131,7 @@ def image_queries(images: ImageSet, channels: tuple[int, ...], block: int, set_n
 
 def cached_queries(cache: FeatureCache, rows: np.ndarray, block: int) -> Iterator[QueryBlock]:
     """Query blocks of training images (the subject-disjoint null), from the feature cache: no second read."""
+    block = balanced_block(len(rows), block)
     for a in range(0, len(rows), block):
         sel = rows[a : a + block]
         vec = cache.rows(sel).float().cpu().numpy()
