@@ -28,7 +28,8 @@ class Alignment:
     """Best alignment of each query (arrays of length n).
 
     Attributes:
-        score: float64 Pearson r at the best alignment (-inf without candidates).
+        score: Pearson r at the best alignment, as the FFT correlation found it (-inf without candidates); the
+            score a match reports is recomputed in float64 at the refined transform (:mod:`synthgate.audit.refine`).
         entry: the index entry of the best candidate (-1 without candidates).
         angle_deg, scale, shift_y, shift_x: the forward transform (training -> synthetic) of the match, in the
             conventions of :mod:`synthgate.audit.transforms` (the shift in pixels, not always whole: it is whole
@@ -132,16 +133,15 @@ def align_block(
         col = torch.where(better, col_w, col)
         arg = torch.where(better, arg_w, arg)
         g_best = torch.where(better, g + 1, g_best)
+    score_np = score.double().cpu().numpy()
     col_np, arg_np, g_np = col.cpu().numpy(), arg.cpu().numpy(), g_best.cpu().numpy()
     grid = (warps[0], *rest) if warps and warps[0].identity else (Warp(0.0, 1.0), *rest)
-    found = torch.isfinite(score).cpu().numpy()
-    for i in np.flatnonzero(found):
+    for i in np.flatnonzero(np.isfinite(score_np)):
         wp = grid[int(g_np[i])]
         dy = int(arg_np[i]) // (2 * s[1] + 1) - s[0]
         dx = int(arg_np[i]) % (2 * s[1] + 1) - s[1]
-        j = int(inv[i, int(col_np[i])]) - int(has_none)
         ty, tx = forward_shift(wp.angle_deg, wp.scale, dy, dx)
-        out.score[i] = aligned_score(queries[i], feats[j], wp, dy, dx)
+        out.score[i] = score_np[i]
         out.entry[i] = entries[i, int(col_np[i])]
         out.angle_deg[i] = wp.angle_deg
         out.scale[i] = wp.scale
@@ -149,16 +149,3 @@ def align_block(
         out.shift_x[i] = tx + 0.0
     return out
 
-
-def aligned_score(query: Any, candidate: Any, warp: Warp, dy: int, dx: int) -> float:
-    """Pearson r of one query, warped back by ``warp``, with the candidate moved by ``-(dy, dx)`` (circularly),
-    summed in float64: the reported score, independent of how queries were batched."""
-    import torch
-
-    q = query[None]
-    if not warp.identity:
-        q = renormalise(warp_views(q, (warp,)))[:, 0]
-    c = torch.roll(candidate, shifts=(-dy, -dx), dims=(-2, -1))
-    a = q[0].float().cpu().numpy().reshape(-1)
-    b = c.float().cpu().numpy().reshape(-1)
-    return float(np.einsum("i,i->", a, b, dtype=np.float64))
