@@ -46,6 +46,7 @@ def main(plan_path: str) -> None:
     report["gathered"] = distributed.gather_checked(lambda: distributed.rank() * 10)
     report["agreement"] = _agreement()
     (Path(plan_path).parent / f"rank-{launch.rank}.json").write_text(json.dumps(report))
+    distributed.shutdown()  # what the CLI does at exit, here inside the test's view
 
 
 if __name__ == "__main__":

@@ -140,11 +140,25 @@ def init(launch: Launch) -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
-    if group_active():
-        import torch.distributed as dist
+    """Leave the process group, if this process joined one (idempotent; run at exit).
 
-        dist.destroy_process_group()
+    The ranks first meet at a barrier, so no rank closes its gloo connections while another still reads from them,
+    then the group is destroyed and its objects collected while the interpreter is fully alive: gloo's worker
+    threads torn down during interpreter finalization abort the process ("terminate called without an active
+    exception", exit -6) although every command succeeded.
+    """
+    if not group_active():
+        return
+    import gc
+
+    import torch.distributed as dist
+
+    try:
+        dist.barrier()
+    except Exception as e:  # a peer already gone: leave anyway
+        logger.debug("barrier at shutdown failed: %s", e)
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def group_active() -> bool:
