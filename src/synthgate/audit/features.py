@@ -26,6 +26,9 @@ from synthgate.errors import InputError
 
 #: A channel is constant when its standard deviation is at most this times max(1, |mean|).
 ZERO_VARIANCE_RTOL = 1e-6
+#: Bytes of float64 work per batch of images featurised together: below glibc's mmap threshold (32 MiB), so the
+#: work arrays are reused rather than mapped and page-faulted afresh for every block of a large set.
+WORK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,18 @@ def pearson_features(
     Returns:
         :class:`Features` with n x (len(channels) * H * W) float32 vectors.
     """
+    n = block.shape[0]
+    hw = int(np.prod(block.shape[2:]))
+    vectors = np.empty((n, len(channels) * hw), np.float32)
+    valid = np.empty(n, bool)
+    rows = max(1, WORK_BYTES // (8 * len(channels) * hw))
+    for a in range(0, n, rows):
+        vectors[a : a + rows], valid[a : a + rows] = _featurise(block[a : a + rows], channels, label_channel)
+    return Features(vectors=vectors, valid=valid)
+
+
+def _featurise(block: np.ndarray, channels: Sequence[int], label_channel: int | None) -> tuple[Any, Any]:
+    """:func:`pearson_features` of a few images (their float64 work arrays stay below :data:`WORK_BYTES`)."""
     import torch
 
     n = block.shape[0]
@@ -99,7 +114,7 @@ def pearson_features(
         # a constant label channel becomes the unit constant vector
         x[label_const] = float(1.0 / np.sqrt(hw * len(channels)))
     x[~valid] = 0.0
-    return Features(vectors=x.reshape(n, -1).numpy(), valid=valid.numpy())
+    return x.reshape(n, -1).numpy(), valid.numpy()
 
 
 def hflip(block: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from synthgate.audit.candidates import descriptors
 from synthgate.audit.features import check_finite, pearson_features
-from synthgate.audit.search import DbBlock
+from synthgate.audit.search import DbBlock, norm_upper
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import block_digests, remember_manifest
 
@@ -42,6 +42,7 @@ class FeatureCache:
         valid: n bools, false for zero-variance images (never returned by a search).
         groups: n subject codes (a query never gets a row of its own group, for the subject-disjoint null).
         descriptors: n x D float32 shift-invariant descriptors.
+        norms: n upper bounds on the feature norms (the search's error bound needs them for every block).
         block_size: rows per block of :meth:`blocks`.
         where: ``"memory"`` or ``"file"``.
     """
@@ -50,6 +51,7 @@ class FeatureCache:
     valid: np.ndarray
     groups: np.ndarray
     descriptors: np.ndarray
+    norms: np.ndarray
     block_size: int
     device: str = "cpu"
     _memory: Any = None  # n x d float32 torch tensor on ``device``
@@ -87,7 +89,7 @@ class FeatureCache:
         for start in range(0, self.n, self.block_size):
             stop = min(self.n, start + self.block_size)
             vec = self._memory[start:stop] if self._memory is not None else self._read_range(start, stop)
-            yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop])
+            yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
 
     def rows(self, rows: np.ndarray) -> Any:
         """Feature vectors of ``rows`` (in that order): a torch tensor on the cache's device."""
@@ -164,7 +166,7 @@ def build_feature_cache(
     valid = np.zeros(n, bool)
     desc: list[np.ndarray] = []
     cache = FeatureCache(shape=(c, h, w), valid=valid, groups=np.asarray(groups, np.int64), descriptors=np.empty(0),
-                         block_size=block_size, device=device)
+                         norms=np.zeros(n), block_size=block_size, device=device)
     try:
         if in_memory:
             cache._memory = torch.empty((n, dim), dtype=torch.float32, device=device)
@@ -179,6 +181,7 @@ def build_feature_cache(
             digests.extend(block_digests(block))  # content hashes bind the audit (data/manifest.py)
             f = pearson_features(block, channels, train.label_channel)
             valid[start : start + len(block)] = f.valid
+            cache.norms[start : start + len(block)] = norm_upper(f.vectors)
             desc.append(descriptors(f.vectors, (c, h, w)))
             if cache._memory is not None:
                 cache._memory[start : start + len(block)] = torch.from_numpy(f.vectors).to(device)

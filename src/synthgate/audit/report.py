@@ -166,7 +166,7 @@ def write_audit_outputs(
 
 
 def _png(fig: Any) -> bytes:
-    return figure_png(fig, dpi=110, bbox_inches="tight")
+    return figure_png(fig, dpi=110, pil_kwargs={"compress_level": 3})
 
 
 def _histogram_png(result: MemorizationResult) -> bytes:
@@ -216,29 +216,47 @@ def _pair_png(syn: np.ndarray, aligned: np.ndarray, channels: tuple[str, ...], l
 
     The difference is that of the standardised channels (what Pearson r compares), on one fixed scale of 0 to
     :data:`DIFF_RANGE` standard deviations so pairs compare by eye; for the label, the pixels whose values differ.
+    Image channels are shown in grey from their own minimum to maximum, the label in viridis from 0. The tiles
+    are coloured here and drawn as one image (one axes instead of one per tile: a twelfth of the drawing time).
     """
     plt = pyplot()
 
-    c = len(channels)
-    fig, axes = plt.subplots(3, c, figsize=(2.3 * c, 2.3 * 3 + 0.2), squeeze=False)
+    rows: list[list[np.ndarray]] = [[], [], []]
+    for k in range(len(channels)):
+        if k == label_channel:
+            top = max(float(syn[k].max()), float(aligned[k].max()), 1.0)
+            rows[0].append(_colour(syn[k], "viridis", 0.0, top))
+            rows[1].append(_colour(aligned[k], "viridis", 0.0, top))
+            rows[2].append(_colour((np.rint(syn[k]) != np.rint(aligned[k])).astype(np.float32), "magma", 0.0, 1.0))
+        else:
+            rows[0].append(_colour(syn[k], "gray"))
+            rows[1].append(_colour(aligned[k], "gray"))
+            rows[2].append(_colour(np.abs(_z(syn[k]) - _z(aligned[k])), "magma", 0.0, DIFF_RANGE))
+    h, w = syn.shape[-2:]
+    gap = max(2, w // 32)
+    grid = np.ones((3 * h + 2 * gap, len(channels) * w + (len(channels) - 1) * gap, 3), np.float32)
+    for r, tiles in enumerate(rows):
+        for k, tile in enumerate(tiles):
+            grid[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = tile
+    fig = plt.figure(figsize=(2.3 * len(channels) + 0.6, 2.3 * 3 + 0.4))
+    ax = fig.add_axes((0.06, 0.0, 0.94, 0.95))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
     for k, name in enumerate(channels):
-        is_label = k == label_channel
-        top = max(float(syn[k].max()), float(aligned[k].max()), 1.0) if is_label else None
-        kw: dict[str, Any] = {"cmap": "viridis", "vmin": 0, "vmax": top, "interpolation": "nearest"} if is_label \
-            else {"cmap": "gray"}
-        axes[0][k].imshow(syn[k], **kw)
-        axes[1][k].imshow(aligned[k], **kw)
-        diff = (np.rint(syn[k]) != np.rint(aligned[k])).astype(np.float32) if is_label \
-            else np.abs(_z(syn[k]) - _z(aligned[k]))
-        axes[2][k].imshow(diff, cmap="magma", vmin=0, vmax=1 if is_label else DIFF_RANGE)
-        axes[0][k].set_title(name, fontsize=10)
-        for r in range(3):
-            axes[r][k].set_xticks([])
-            axes[r][k].set_yticks([])
+        ax.text(k * (w + gap) + w / 2, -gap, name, ha="center", va="bottom", fontsize=10)
     for r, what in enumerate(("synthetic", "training, aligned", "|difference|")):
-        axes[r][0].set_ylabel(what, fontsize=10)
-    fig.tight_layout()
+        ax.text(-gap, r * (h + gap) + h / 2, what, ha="right", va="center", rotation=90, fontsize=10)
     return _png(fig)
+
+
+def _colour(x: np.ndarray, cmap: str, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """H x W x 3 RGB in [0, 1] of ``x`` through a matplotlib colormap, from ``lo`` to ``hi`` (default: its range)."""
+    from matplotlib import colormaps
+
+    lo = float(x.min()) if lo is None else lo
+    hi = float(x.max()) if hi is None else hi
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(x)
+    return np.asarray(colormaps[cmap](t)[..., :3], np.float32)
 
 
 def _pairs(result: MemorizationResult, train: ImageSet, synthetic: ImageSet) -> list[tuple[int, bytes]]:
@@ -270,7 +288,7 @@ def _stack_png(pngs: list[bytes]) -> bytes:
             img.paste(p, (0, y))
             y += p.height
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 

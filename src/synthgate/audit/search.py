@@ -42,8 +42,10 @@ U_FP32 = 2.0**-24
 U_BF16 = 2.0**-8
 #: Columns per fp32 partial product (see the module docstring).
 CHUNK = 1024
-#: Pairs scored exactly per call (bounds the float64 work arrays).
-PAIR_BATCH = 256
+#: Pairs scored exactly per call, and rows per float64 norm: work arrays stay below glibc's mmap threshold
+#: (32 MiB), so they are reused instead of mapped and page-faulted afresh each time.
+PAIR_BATCH = 64
+NORM_ROWS = 32
 
 
 class Backend(StrEnum):
@@ -82,6 +84,7 @@ class DbBlock:
     vectors: Any
     valid: np.ndarray | None = None  # n_b bools; invalid rows are never returned
     groups: np.ndarray | None = None  # n_b ints; rows of a query's own group are never returned
+    norms: np.ndarray | None = None  # n_b upper bounds on the row norms (:func:`norm_upper`), when known
 
 
 #: A callable returning a fresh iterator over the database blocks.
@@ -115,12 +118,18 @@ def exact_pair_scores(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def norm_upper(x: Any) -> np.ndarray:
-    """Upper bounds on the Euclidean norms of the rows of a float32 array or tensor (float64 numpy)."""
+    """Upper bounds on the Euclidean norms of the rows of a float32 array or tensor (float64 numpy).
+
+    Rows are taken :data:`NORM_ROWS` at a time: the float64 norm casts its input, and a cast of a whole block
+    would be a fresh allocation of twice the block's size.
+    """
     import torch
 
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    n = torch.linalg.vector_norm(t.float(), dim=1, dtype=torch.float64).cpu().numpy()
-    return n * (1.0 + 1e-12)
+    n = torch.empty(len(t), dtype=torch.float64, device=t.device)
+    for a in range(0, len(t), NORM_ROWS):
+        n[a : a + NORM_ROWS] = torch.linalg.vector_norm(t[a : a + NORM_ROWS].float(), dim=1, dtype=torch.float64)
+    return n.cpu().numpy() * (1.0 + 1e-12)
 
 
 def gamma(n: int, u: float = U_FP32) -> float:
@@ -225,7 +234,8 @@ class _Searcher:
         b = block.vectors
         b = b if isinstance(b, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
         b = b.to(self.device)
-        self.db_norm_max = max(self.db_norm_max, float(norm_upper(b).max()))
+        norms = block.norms if block.norms is not None else norm_upper(b)
+        self.db_norm_max = max(self.db_norm_max, float(norms.max()))
         if self.backend is Backend.BF16:
             bb = b.to(torch.bfloat16)
             self.db_round_err_max = max(self.db_round_err_max, float(norm_upper(b - bb.float()).max()))

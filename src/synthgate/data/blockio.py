@@ -8,8 +8,11 @@ fresh buffers instead, so only the current block is resident; other arrays are s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 import numpy as np
+
+from synthgate.errors import InputError
 
 
 def _file_backed(arr: np.ndarray) -> tuple[str, int] | None:
@@ -34,12 +37,33 @@ def read_blocks(images: np.ndarray, block_size: int) -> Iterator[tuple[int, np.n
     shape = images.shape[1:]
     row = int(np.prod(shape))
     dtype = images.dtype
+    raw = np.empty((min(block_size, n), *shape), dtype=dtype)  # one read buffer, reused for every block
     with open(name, "rb") as fh:
         for start in range(0, n, block_size):
             count = min(block_size, n - start)
             fh.seek(offset + start * row * dtype.itemsize)
-            block = np.fromfile(fh, dtype=dtype, count=count * row).reshape(count, *shape)
-            yield start, block.astype(np.float32, copy=False)
+            _read_exactly(fh, raw[:count], name)
+            yield start, to_float32(raw[:count])
+
+
+def to_float32(block: np.ndarray) -> np.ndarray:
+    """A new float32 array holding ``block``. float16 is widened by torch (vectorised, multi-threaded): numpy's
+    float16 conversion runs at about a tenth of the speed of reading the store."""
+    if block.dtype == np.float16:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(block)).float().numpy()
+    return np.array(block, dtype=np.float32, copy=True)
+
+
+def _read_exactly(fh: BinaryIO, out: np.ndarray, name: str) -> None:
+    view = out.reshape(-1).view(np.uint8)
+    got = 0
+    while got < len(view):
+        n = fh.readinto(memoryview(view)[got:])
+        if not n:
+            raise InputError(f"{name}: the file ends before the rows its header announces; write the store again")
+        got += n
 
 
 def read_rows(images: np.ndarray, rows: Sequence[int] | np.ndarray) -> np.ndarray:
