@@ -46,20 +46,29 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return q, db
 
 
+def gathered(db: np.ndarray, gather: bool):  # type: ignore[no-untyped-def]
+    """Random access to the rows (exact scoring at the end of the pass), or None (exact scoring per block)."""
+    return (lambda rows: db[rows]) if gather else None
+
+
+@pytest.mark.parametrize("gather", [False, True])
 @pytest.mark.parametrize("backend", list(Backend))
 @pytest.mark.parametrize("block", [64, 700])
-def test_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], backend: Backend, block: int) -> None:
+def test_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], backend: Backend, block: int,
+                                    gather: bool) -> None:
     q, db = data
     database = make_db(db, block)
     ref_s, ref_i = brute_force_topk(q, database, 6)
-    top = search_topk(q, database, 6, backend)
+    top = search_topk(q, database, 6, backend, rows=gathered(db, gather))
     np.testing.assert_array_equal(top.indices, ref_i)
     np.testing.assert_array_equal(top.scores, ref_s)
     assert top.indices[0, :3].tolist() == [20, 300, 650]
 
 
+@pytest.mark.parametrize("gather", [False, True])
 @pytest.mark.parametrize("backend", list(Backend))
-def test_groups_and_invalid_rows_are_never_returned(data: tuple[np.ndarray, np.ndarray], backend: Backend) -> None:
+def test_groups_and_invalid_rows_are_never_returned(data: tuple[np.ndarray, np.ndarray], backend: Backend,
+                                                    gather: bool) -> None:
     q, db = data
     groups = np.arange(len(db)) // 50
     valid = np.ones(len(db), bool)
@@ -68,25 +77,27 @@ def test_groups_and_invalid_rows_are_never_returned(data: tuple[np.ndarray, np.n
     qg[0] = 0  # query 0 = db[20], group 0: its copies 20 (group 0) excluded, 300 invalid, 650 allowed
     database = make_db(db, 128, valid, groups)
     _ref_s, ref_i = brute_force_topk(q, database, 5, qg)
-    top = search_topk(q, database, 5, backend, query_groups=qg)
+    top = search_topk(q, database, 5, backend, query_groups=qg, rows=gathered(db, gather))
     np.testing.assert_array_equal(top.indices, ref_i)
     assert top.indices[0, 0] == 650
     assert not np.isin(top.indices, [300]).any()
     assert (groups[top.indices] != qg[:, None]).all()
 
 
+@pytest.mark.parametrize("gather", [False, True])
 @pytest.mark.parametrize("backend", list(Backend))
-def test_fewer_items_than_k(backend: Backend) -> None:
+def test_fewer_items_than_k(backend: Backend, gather: bool) -> None:
     rng = np.random.default_rng(1)
     db = unit(rng, 3, 16)
     q = unit(rng, 2, 16)
     valid = np.array([True, False, True])
-    top = search_topk(q, make_db(db, 2, valid), 4, backend)
+    top = search_topk(q, make_db(db, 2, valid), 4, backend, rows=gathered(db, gather))
     assert (top.indices[:, 2:] == -1).all() and np.isneginf(top.scores[:, 2:]).all()
     assert set(top.indices[0, :2].tolist()) == {0, 2}
 
 
-def test_bf16_fallback_keeps_exactness() -> None:
+@pytest.mark.parametrize("gather", [False, True])
+def test_bf16_fallback_keeps_exactness(gather: bool) -> None:
     # near-duplicates closer than the bf16 error bound with no padding force the exhaustive fallback
     rng = np.random.default_rng(2)
     base = unit(rng, 1, 256)
@@ -95,7 +106,7 @@ def test_bf16_fallback_keeps_exactness() -> None:
     q = base.repeat(3, 0)
     database = make_db(db, 50)
     _ref_s, ref_i = brute_force_topk(q, database, 5)
-    top = search_topk(q, database, 5, Backend.BF16, pad=0)
+    top = search_topk(q, database, 5, Backend.BF16, pad=0, rows=gathered(db, gather))
     assert top.n_fallback == 3
     np.testing.assert_array_equal(top.indices, ref_i)
 
@@ -134,8 +145,9 @@ def test_chunked_fp32_bound_holds_and_is_tight_at_large_d() -> None:
     assert b[0] < whole[0] / 7
 
 
+@pytest.mark.parametrize("gather", [False, True])
 @pytest.mark.parametrize("backend", list(Backend))
-def test_smooth_correlated_data_needs_no_fallback(backend: Backend) -> None:
+def test_smooth_correlated_data_needs_no_fallback(backend: Backend, gather: bool) -> None:
     """Neighbour scores of smooth images are dense; the fp32 bounds must still settle the queries."""
     from scipy import ndimage as ndi
 
@@ -149,9 +161,11 @@ def test_smooth_correlated_data_needs_no_fallback(backend: Backend) -> None:
     db, q = x[:n], x[n:]
     database = make_db(db, 64)
     ref_s, ref_i = brute_force_topk(q, database, 5)
-    top = search_topk(q, database, 5, backend)
+    top = search_topk(q, database, 5, backend, rows=gathered(db, gather))
     np.testing.assert_array_equal(top.indices, ref_i)
     np.testing.assert_array_equal(top.scores, ref_s)
+    if gather:  # the pool is scored once, at the end: about k pairs per query, not every record of the pass
+        assert top.n_exact <= 2 * 5 * len(q) + top.n_fallback * len(db)
     if backend is not Backend.BF16:
         assert top.n_fallback == 0
 
@@ -172,6 +186,6 @@ def test_cuda_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], ba
     q, db = data
     database = make_db(db, 128)
     ref_s, ref_i = brute_force_topk(q, database, 6)
-    top = search_topk(q, database, 6, backend, device="cuda")  # faiss-cpu on cuda -> torch matmul
+    top = search_topk(q, database, 6, backend, device="cuda", rows=lambda r: torch.from_numpy(db[r]).cuda())  # faiss-cpu on cuda -> torch matmul
     np.testing.assert_array_equal(top.indices, ref_i)
     np.testing.assert_array_equal(top.scores, ref_s)

@@ -194,7 +194,7 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: FeatureCa
         g = None if groups is None else np.concatenate([groups, groups])
     else:
         q, g = vectors, groups
-    top = search_topk(q, cache.blocks, k, settings.backend, settings.device, query_groups=g)
+    top = search_topk(q, cache.blocks, k, settings.backend, settings.device, query_groups=g, rows=cache.rows)
     out.n_fallback += top.n_fallback
     out.n_exact += top.n_exact
     if not settings.flips:

@@ -89,6 +89,8 @@ class DbBlock:
 
 #: A callable returning a fresh iterator over the database blocks.
 Database = Callable[[], Iterator[DbBlock]]
+#: Random access to database rows: global indices -> their vectors (float32 numpy or torch, in that order).
+RowReader = Callable[[np.ndarray], Any]
 
 
 @dataclass(frozen=True)
@@ -184,12 +186,14 @@ class _Running:
     exact_i: np.ndarray  # n_q x k int64
     approx_k: np.ndarray  # n_q x k float64: best approximate scores seen (descending)
     unkept: np.ndarray  # n_q float64: largest approximate score of a pair not scored exactly
+    pool_s: np.ndarray  # n_q x P float64: best approximate scores, when exact scoring waits for the pass's end
+    pool_i: np.ndarray  # n_q x P int64: their database indices (-1: none)
     n_exact: int = 0
 
     @classmethod
-    def empty(cls, nq: int, k: int) -> _Running:
+    def empty(cls, nq: int, k: int, pool: int = 0) -> _Running:
         return cls(np.full((nq, k), -np.inf), np.full((nq, k), -1, np.int64), np.full((nq, k), -np.inf),
-                   np.full(nq, -np.inf))
+                   np.full(nq, -np.inf), np.full((nq, pool), -np.inf), np.full((nq, pool), -1, np.int64))
 
 
 def _merge_exact(run: _Running, qi: np.ndarray, s: np.ndarray, gi: np.ndarray) -> None:
@@ -210,12 +214,14 @@ class _Searcher:
     """One search: queries, settings and the running state."""
 
     def __init__(self, queries: np.ndarray, k: int, backend: Backend, device: str, pad: int | None,
-                 query_groups: np.ndarray | None) -> None:
+                 query_groups: np.ndarray | None, rows: RowReader | None = None) -> None:
         import torch
 
         self.q = np.ascontiguousarray(queries, dtype=np.float32)
         self.k, self.backend, self.device = k, backend, device
         self.p = None if pad is None else k + pad  # None: every row of a block is a candidate
+        # with random access to the rows, exact scoring waits for the end of the pass (see finish())
+        self.rows = rows if self.p is not None else None
         self.groups = query_groups
         self.tq = torch.from_numpy(self.q).to(device)
         self.q_norm = norm_upper(self.q)
@@ -223,7 +229,7 @@ class _Searcher:
         if backend is Backend.BF16:
             self.tq = self.tq.to(torch.bfloat16)
             self.q_round_err = norm_upper(self.q - self.tq.float().cpu().numpy())
-        self.run = _Running.empty(len(self.q), k)
+        self.run = _Running.empty(len(self.q), k, self.p if self.rows is not None else 0)
         self.db_norm_max = 0.0
         self.db_round_err_max = 0.0
 
@@ -278,6 +284,9 @@ class _Searcher:
             vals, idx = vals[:, : self.p], idx[:, : self.p]
         v = vals.double().cpu().numpy()
         ix = idx.cpu().numpy().astype(np.int64)
+        if self.rows is not None:
+            self._pool(v, block.start + ix)
+            return
         both = np.concatenate([run.approx_k, v[:, :k]], axis=1)
         run.approx_k = -np.sort(-both, axis=1)[:, :k]
         floor = run.approx_k[:, k - 1] - 2.0 * self.bound()
@@ -291,6 +300,43 @@ class _Searcher:
         if len(qi):
             self._score_exact(block, qi, rows)
 
+    def _pool(self, v: np.ndarray, gi: np.ndarray) -> None:
+        """Merge a block's best approximate pairs into the pool of ``P`` per query; what falls out is unkept."""
+        run, p = self.run, self.p
+        assert p is not None
+        cs = np.concatenate([run.pool_s, v], axis=1)
+        ci = np.concatenate([run.pool_i, gi], axis=1)
+        key = np.where(ci < 0, np.iinfo(np.int64).max, ci)
+        order = np.lexsort((key, -cs), axis=-1)
+        cs, ci = np.take_along_axis(cs, order, 1), np.take_along_axis(ci, order, 1)
+        run.pool_s, run.pool_i = cs[:, :p], ci[:, :p]
+        if cs.shape[1] > p:
+            run.unkept = np.maximum(run.unkept, cs[:, p])
+
+    def finish(self) -> None:
+        """After the pass, with a pool: score exactly the pooled pairs that can still reach the top-k (those
+        within ``2 B`` of the k-th best approximate score), their rows gathered from the database."""
+        if self.rows is None:
+            return
+        run, k = self.run, self.k
+        s = run.pool_s
+        floor = s[:, k - 1] - 2.0 * self.bound()
+        finite = np.isfinite(s)
+        take = finite & (s >= floor[:, None])
+        below = finite & ~take
+        if below.any():
+            run.unkept = np.maximum(run.unkept, np.where(below, s, -np.inf).max(axis=1))
+        qi, col = np.nonzero(take)
+        gi = run.pool_i[qi, col]
+        order = np.argsort(gi, kind="stable")  # ascending rows: a file-backed database reads forward
+        qi, gi = qi[order], gi[order]
+        scores = np.empty(len(qi))
+        for a in range(0, len(qi), PAIR_BATCH):
+            got = _as_float32(self.rows(gi[a : a + PAIR_BATCH]))
+            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.q[qi[a : a + PAIR_BATCH]])
+        run.n_exact += len(qi)
+        _merge_exact(run, qi, scores, gi)
+
     def _score_exact(self, block: DbBlock, qi: np.ndarray, rows: np.ndarray) -> None:
         import torch
 
@@ -298,10 +344,7 @@ class _Searcher:
         scores = np.empty(len(qi))
         for a in range(0, len(qi), PAIR_BATCH):
             r = rows[a : a + PAIR_BATCH]
-            if isinstance(vec, torch.Tensor):
-                got = vec[torch.from_numpy(r).to(vec.device)].float().cpu().numpy()
-            else:
-                got = np.asarray(vec[r], dtype=np.float32)
+            got = _as_float32(vec[torch.from_numpy(r).to(vec.device)] if isinstance(vec, torch.Tensor) else vec[r])
             scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.q[qi[a : a + PAIR_BATCH]])
         self.run.n_exact += len(qi)
         _merge_exact(self.run, qi, scores, block.start + rows)
@@ -311,6 +354,13 @@ class _Searcher:
         run = self.run
         kth = run.exact_s[:, self.k - 1]
         return np.flatnonzero(np.isfinite(run.unkept) & (run.unkept + self.bound() >= kth))
+
+
+def _as_float32(x: Any) -> np.ndarray:
+    """Rows as a float32 numpy array (from a torch tensor on any device, or numpy)."""
+    import torch
+
+    return x.float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
 
 
 def _allowed(block: DbBlock, query_groups: np.ndarray | None, device: Any) -> Any:
@@ -334,6 +384,7 @@ def search_topk(
     device: str = "cpu",
     pad: int | None = None,
     query_groups: np.ndarray | None = None,
+    rows: RowReader | None = None,
 ) -> TopK:
     """Exact top-``k`` inner-product neighbours of each query over a streamed database.
 
@@ -346,6 +397,10 @@ def search_topk(
         device: torch device (``"cpu"`` or ``"cuda"``); faiss runs on CPU.
         pad: extra candidates kept per query and block (default 16 for fp32, 64 for bf16).
         query_groups: n_q ints; a query never gets a database row of the same group (``DbBlock.groups``).
+        rows: random access to the database's rows (e.g. :meth:`FeatureCache.rows`). With it, the pass keeps
+            each query's ``P`` best approximate pairs and scores exactly, at its end, only those that can still
+            reach the top-k, gathered by row: about ``k`` pairs per query instead of every running record of
+            the pass.
 
     Returns:
         :class:`TopK`, ties broken to the lowest database index.
@@ -357,9 +412,10 @@ def search_topk(
         raise UsageError(f"k must be >= 1, got {k}")
     be = resolve_backend(backend, device)
     pad = pad if pad is not None else (64 if be is Backend.BF16 else 16)
-    s = _Searcher(queries, k, be, device, pad, query_groups)
+    s = _Searcher(queries, k, be, device, pad, query_groups, rows)
     for block in database():
         s.add_block(block)
+    s.finish()
     scores, indices = s.run.exact_s, s.run.exact_i
     n_exact = s.run.n_exact
     redo = s.unsettled()
