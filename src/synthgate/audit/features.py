@@ -67,54 +67,61 @@ def check_finite(block: np.ndarray, ids: Sequence[str], start: int, set_name: st
 
 
 def pearson_features(
-    block: np.ndarray, channels: Sequence[int], label_channel: int | None = None,
+    block: np.ndarray, channels: Sequence[int], label_channel: int | None = None, out: np.ndarray | None = None,
 ) -> Features:
     """Pearson feature vectors of ``block``.
 
     Centring and scaling run in float32 on torch (multi-threaded, one pass per step) with the means and norms
     accumulated in float64; the vectors are the float32 result. Every score of the audit is defined on these
-    vectors, so the fast search and the brute-force reference agree exactly.
+    vectors, so the fast search and the brute-force reference agree exactly. Images are featurised a few at a
+    time (their float64 work stays below :data:`WORK_BYTES`), written straight into the result.
 
     Args:
         block: n x C x H x W finite images (numpy, any float dtype).
         channels: channels to use (see :func:`feature_channels`).
         label_channel: the label channel (treated as described in the module docstring), or ``None``.
+        out: n x (len(channels) * H * W) C-contiguous float32 array to write the vectors into (e.g. the rows of
+            an in-memory feature cache); a new array when ``None``.
 
     Returns:
-        :class:`Features` with n x (len(channels) * H * W) float32 vectors.
+        :class:`Features` with n x (len(channels) * H * W) float32 vectors (``out`` when given).
     """
-    n = block.shape[0]
-    hw = int(np.prod(block.shape[2:]))
-    vectors = np.empty((n, len(channels) * hw), np.float32)
-    valid = np.empty(n, bool)
-    rows = max(1, WORK_BYTES // (8 * len(channels) * hw))
-    for a in range(0, n, rows):
-        vectors[a : a + rows], valid[a : a + rows] = _featurise(block[a : a + rows], channels, label_channel)
-    return Features(vectors=vectors, valid=valid)
-
-
-def _featurise(block: np.ndarray, channels: Sequence[int], label_channel: int | None) -> tuple[Any, Any]:
-    """:func:`pearson_features` of a few images (their float64 work arrays stay below :data:`WORK_BYTES`)."""
     import torch
 
     n = block.shape[0]
     hw = int(np.prod(block.shape[2:]))
+    vectors = np.empty((n, len(channels) * hw), np.float32) if out is None else out
+    assert vectors.shape == (n, len(channels) * hw) and vectors.dtype == np.float32 and vectors.flags.c_contiguous
+    dest = torch.from_numpy(vectors).view(n, len(channels), hw)
+    valid = np.empty(n, bool)
+    rows = max(1, WORK_BYTES // (8 * len(channels) * hw))
+    for a in range(0, n, rows):
+        valid[a : a + rows] = _featurise(block[a : a + rows], channels, label_channel, dest[a : a + rows])
+    return Features(vectors=vectors, valid=valid)
+
+
+def _featurise(block: np.ndarray, channels: Sequence[int], label_channel: int | None, out: Any) -> np.ndarray:
+    """Write the features of a few images into ``out`` (torch, n x C' x HW); return which images are valid."""
+    import torch
+
+    n = block.shape[0]
+    hw = out.shape[-1]
     x = torch.from_numpy(np.ascontiguousarray(block[:, list(channels)], dtype=np.float32)).reshape(n, len(channels), hw)
     mean = x.sum(dim=2, dtype=torch.float64) / hw
-    x = x - mean.to(torch.float32)[..., None]
-    norm = torch.linalg.vector_norm(x, dim=2, dtype=torch.float64)
+    torch.sub(x, mean.to(torch.float32)[..., None], out=out)
+    norm = torch.linalg.vector_norm(out, dim=2, dtype=torch.float64)
     scale = torch.clamp(mean.abs(), min=1.0)
     const = norm <= ZERO_VARIANCE_RTOL * scale * np.sqrt(hw)
     is_label = torch.tensor([c == label_channel for c in channels], dtype=torch.bool)
     label_const = const & is_label[None, :]
     valid = ~(const & ~is_label[None, :]).any(dim=1)
     inv = torch.where(const, 0.0, 1.0 / (norm * np.sqrt(len(channels))))
-    x *= inv.to(torch.float32)[..., None]
+    out *= inv.to(torch.float32)[..., None]
     if bool(label_const.any()):
         # a constant label channel becomes the unit constant vector
-        x[label_const] = float(1.0 / np.sqrt(hw * len(channels)))
-    x[~valid] = 0.0
-    return x.reshape(n, -1).numpy(), valid.numpy()
+        out[label_const] = float(1.0 / np.sqrt(hw * len(channels)))
+    out[~valid] = 0.0
+    return valid.numpy()
 
 
 def hflip(block: np.ndarray) -> np.ndarray:

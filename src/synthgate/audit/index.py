@@ -139,6 +139,7 @@ def build_feature_cache(
     cache_dir: str | os.PathLike[str] | None = None,
     set_name: str = "--train",
     progress: Callable[[int, int], None] | None = None,
+    search_block: int | None = None,
 ) -> FeatureCache:
     """Read ``train`` once and build its :class:`FeatureCache`.
 
@@ -146,12 +147,13 @@ def build_feature_cache(
         train: the training set (streamed in blocks of ``block_size``).
         channels: the compared channels (:func:`~synthgate.audit.features.feature_channels`).
         groups: subject code of each training image.
-        block_size: images per block (read, featurise, search).
+        block_size: images per block read and featurised.
         cache_budget: bytes the features may take in memory (on ``device``); above it they go to a temporary file.
         device: torch device of an in-memory cache and of the blocks it yields.
         cache_dir: folder of the temporary file (default: the system temporary folder).
         set_name: the option the set came from, for error messages.
         progress: called with (done, total) images.
+        search_block: rows per block of :meth:`FeatureCache.blocks` (default ``block_size``).
 
     Raises:
         InputError: an image holds NaN or Inf.
@@ -166,7 +168,8 @@ def build_feature_cache(
     valid = np.zeros(n, bool)
     desc: list[np.ndarray] = []
     cache = FeatureCache(shape=(c, h, w), valid=valid, groups=np.asarray(groups, np.int64), descriptors=np.empty(0),
-                         norms=np.zeros(n), block_size=block_size, device=device)
+                         norms=np.zeros(n), block_size=search_block or block_size, device=device)
+    writer: _BackgroundWriter | None = None
     try:
         if in_memory:
             cache._memory = torch.empty((n, dim), dtype=torch.float32, device=device)
@@ -174,29 +177,80 @@ def build_feature_cache(
             fd, path = tempfile.mkstemp(prefix=".synthgate-features-", dir=cache_dir)
             os.unlink(path)  # the space is freed when the descriptor closes, whatever ends the process
             cache._fd = fd
-            cache._buffer = np.empty((block_size, dim), np.float32)
+            cache._buffer = np.empty((cache.block_size, dim), np.float32)
+            writer = _BackgroundWriter(fd, min(block_size, n), dim)
+        direct = cache._memory is not None and cache._memory.device.type == "cpu"
         digests: list[str] = []
         for start, block in train.iter_blocks(block_size):
+            rows = slice(start, start + len(block))
             check_finite(block, train.ids, start, set_name)
             digests.extend(block_digests(block))  # content hashes bind the audit (data/manifest.py)
-            f = pearson_features(block, channels, train.label_channel)
-            valid[start : start + len(block)] = f.valid
-            cache.norms[start : start + len(block)] = norm_upper(f.vectors)
+            dest = cache._memory[rows].numpy() if direct else writer.buffer(len(block)) if writer else None
+            f = pearson_features(block, channels, train.label_channel, dest)
+            valid[rows] = f.valid
+            cache.norms[rows] = norm_upper(f.vectors)
             desc.append(descriptors(f.vectors, (c, h, w)))
-            if cache._memory is not None:
-                cache._memory[start : start + len(block)] = torch.from_numpy(f.vectors).to(device)
-            else:
-                assert cache._fd is not None
-                _pwrite_all(cache._fd, f.vectors, start * dim * 4)
+            if writer is not None:
+                writer.write(f.vectors, start * dim * 4)
+            elif not direct:
+                cache._memory[rows] = torch.from_numpy(f.vectors).to(device)
             if progress is not None:
                 progress(start + len(block), n)
+        if writer is not None:
+            writer.close()
     except BaseException:
+        if writer is not None:
+            writer.close(quiet=True)
         cache.close()
         raise
     remember_manifest(train, digests)
     cache.descriptors = np.concatenate(desc) if desc else np.zeros((0, 1), np.float32)
     logger.info("feature cache: %d x %d float32 in %s", n, dim, cache.where)
     return cache
+
+
+class _BackgroundWriter:
+    """Writes feature blocks to the cache file on one thread while the next block is read and featurised.
+
+    ``pwrite`` releases the GIL, so the kernel's copy and the disk's writeback overlap the hashing and the
+    featurising instead of following them. Two buffers alternate: a block is featurised into one while the
+    other is being written.
+    """
+
+    def __init__(self, fd: int, rows: int, dim: int) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.fd = fd
+        self.buffers = [np.empty((rows, dim), np.float32) for _ in range(2)]
+        self.turn = 0
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="synthgate-cache-write")
+        self.pending: Future[None] | None = None
+
+    def buffer(self, n: int) -> np.ndarray:
+        """Where to featurise the next block (never the buffer being written)."""
+        return self.buffers[self.turn][:n]
+
+    def write(self, arr: np.ndarray, offset: int) -> None:
+        """Start writing ``arr`` (the current buffer) at ``offset``, after the previous write completed."""
+        self._wait()
+        self.pending = self.pool.submit(_pwrite_all, self.fd, arr, offset)
+        self.turn ^= 1
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            done, self.pending = self.pending, None
+            done.result()  # a failed write (a full disk) raises here
+
+    def close(self, quiet: bool = False) -> None:
+        """Wait for the last write (its error raised unless ``quiet``) and stop the thread."""
+        try:
+            self._wait()
+        except OSError:
+            if not quiet:
+                raise
+        finally:
+            self.pool.shutdown(wait=True)
+            self.buffers = []
 
 
 def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:

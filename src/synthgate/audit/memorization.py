@@ -253,7 +253,7 @@ def run_memorization_audit(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with build_feature_cache(train, channels, groups, plan.read_block, plan.cache_budget, config.device,
-                             config.cache_dir, progress=stage("features")) as cache:
+                             config.cache_dir, progress=stage("features"), search_block=plan.search_block) as cache:
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         syn = score_spread(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),

@@ -164,12 +164,24 @@ def error_bound(backend: Backend, d: int, q_norm: np.ndarray, db_norm_max: float
 
 
 def _chunked_scores(q: Any, b: Any) -> Any:
-    """fp32 ``q @ b.T`` summed over column chunks of :data:`CHUNK` (see the error bound)."""
+    """fp32 ``q @ b.T`` summed over column chunks of :data:`CHUNK` (see the error bound).
+
+    On the CPU the chunks go to numpy's BLAS (OpenBLAS): about 10 % faster than torch's CPU matmul on these
+    shapes. Either computes each chunk in fp32, which is all the bound assumes.
+    """
     import torch
 
     d = q.shape[1]
     if d <= CHUNK:
         return q @ b.T
+    if q.device.type == "cpu":
+        qn, bn = q.numpy(), b.numpy()
+        acc = np.zeros((len(qn), len(bn)), np.float32)
+        tmp = np.empty_like(acc)
+        for c in range(0, d, CHUNK):
+            np.matmul(qn[:, c : c + CHUNK], bn[:, c : c + CHUNK].T, out=tmp)
+            acc += tmp
+        return torch.from_numpy(acc)
     out = torch.zeros(q.shape[0], b.shape[0], dtype=torch.float32, device=q.device)
     part = torch.empty_like(out)
     for c in range(0, d, CHUNK):
