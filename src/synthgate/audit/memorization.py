@@ -145,6 +145,11 @@ class MemorizationResult:
         return float(self.flagged.mean()) if len(self.flagged) else 0.0
 
 
+#: Largest work array of an alignment block: below glibc's mmap threshold (32 MiB), work arrays are reused from
+#: the heap; above it each is mapped and page-faulted afresh (28 M page faults, a third of a robust audit's time).
+ALIGN_WORK_BYTES = 24 << 20
+
+
 @dataclass(frozen=True)
 class Plan:
     """Block sizes and where the feature cache lives, planned from the memory budget.
@@ -188,6 +193,9 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
     cands = 2 * k * m + 1
     per_align = 8 * d * (cands + 2 * max(1, n_warps)) + 8 * h * w * (cands + 6 * max(1, n_warps))
     align_block = max(1, int(0.2 * work) // per_align)
+    # and each of its work arrays (candidate spectra; warped views x refined candidates) below ALIGN_WORK_BYTES
+    per_query = 8 * h * (w // 2 + 1) * max(cands * n_compared, max(1, n_warps) * 8)
+    align_block = max(1, min(align_block, ALIGN_WORK_BYTES // per_query))
     return Plan(read_block, search_block, query_block, align_block, cache_budget)
 
 
