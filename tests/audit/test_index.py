@@ -38,6 +38,29 @@ def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  #
     assert disk._fd is None
 
 
+def test_failed_cache_write_raises_and_leaves_no_thread_or_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import errno
+    import threading
+
+    from synthgate.audit import index
+
+    calls: list[int] = []
+    real = index._pwrite_all
+
+    def full_disk(fd: int, arr: np.ndarray, offset: int) -> None:
+        calls.append(offset)
+        if len(calls) == 2:  # the second block's background write finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, arr, offset)
+
+    monkeypatch.setattr(index, "_pwrite_all", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _cache(tmp_path, 1)
+    assert len(calls) == 2  # no block was written after the failure was seen
+    assert not [t for t in threading.enumerate() if t.name.startswith("synthgate-cache-write")]
+    assert os.listdir(tmp_path) == []
+
+
 def test_audit_reads_the_training_store_once_and_equals_the_in_memory_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     train = make_set(blob_images(40, seed=22), "tr")
     store = read_store(write_store(train, tmp_path / "train"))

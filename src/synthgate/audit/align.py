@@ -54,11 +54,20 @@ def _window(corr: Any, max_shift: int) -> Any:
     return torch.cat([rows[..., w - sx :], rows[..., : sx + 1]], dim=-1) if sx else rows[..., :1]
 
 
-def _best_shift(fq: Any, fc: Any, spec: str, shape: tuple[int, int], max_shift: int) -> tuple[Any, Any]:
-    """(max over the shift window, flat argmax in the window) of the correlations ``einsum(spec)``."""
+def _best_shift(fq: Any, fc: Any, shape: tuple[int, int], max_shift: int) -> tuple[Any, Any]:
+    """(max over the shift window, flat argmax in the window) of the circular correlations of every view of each
+    query with each of its candidates: ``fq`` n x G x C x H x Wf and ``fc`` n x M x C x H x Wf spectra give
+    n x G x M results.
+
+    The cross-spectrum is summed over channels with in-place multiply-adds, one channel at a time: a contiguous
+    result (the inverse FFT of a strided one is slower) in about 30 % less time than ``einsum``.
+    """
     import torch
 
-    prod = torch.einsum(spec, fq.conj(), fc)
+    a = fq.conj()
+    prod = a[:, :, None, 0] * fc[:, None, :, 0]
+    for ch in range(1, fq.shape[2]):
+        prod.addcmul_(a[:, :, None, ch], fc[:, None, :, ch])
     win = _window(torch.fft.irfft2(prod, s=shape), max_shift)
     best, arg = win.flatten(-2).max(dim=-1)
     return best, arg
@@ -108,7 +117,8 @@ def align_block(
     cidx = torch.from_numpy(inv).to(dev)
     mask = torch.from_numpy(usable).to(dev)
     fq = torch.fft.rfft2(queries)
-    best0, arg0 = _best_shift(fq, spectra[cidx], "nchw,nmchw->nmhw", (h, w), max_shift)
+    best0, arg0 = _best_shift(fq[:, None], spectra[cidx], (h, w), max_shift)
+    best0, arg0 = best0[:, 0], arg0[:, 0]
     best0 = best0.masked_fill(~mask, -torch.inf)
     score, col = best0.max(dim=1)
     arg = arg0.gather(1, col[:, None])[:, 0]
@@ -121,7 +131,7 @@ def align_block(
         views = renormalise(warp_views(queries, rest))  # n x G x C x H x W
         fv = torch.fft.rfft2(views)
         fc = spectra[cidx.gather(1, top)]  # n x r x C x H x Wf
-        bw, aw = _best_shift(fv, fc, "ngchw,nrchw->ngrhw", (h, w), max_shift)
+        bw, aw = _best_shift(fv, fc, (h, w), max_shift)
         bw = bw.masked_fill(~mask.gather(1, top)[:, None, :], -torch.inf)
         flat = bw.flatten(1)
         sw, jw = flat.max(dim=1)
