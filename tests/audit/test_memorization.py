@@ -5,14 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from synthgate.audit.backend import Backend
 from synthgate.audit.memorization import (
     MemorizationConfig,
     Transform,
-    plan_memory,
     run_memorization_audit,
 )
+from synthgate.audit.plan import plan_memory
 from synthgate.audit.planted import BASIC_KINDS, CopyKind, plant_copies
-from synthgate.audit.search import Backend
 from synthgate.data.imageset import ImageSet
 from synthgate.data.store import read_store, write_store
 from synthgate.errors import InputError, UsageError

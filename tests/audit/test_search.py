@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthgate.audit.search import (
-    Backend,
-    DbBlock,
-    brute_force_topk,
-    error_bound,
-    exact_pair_scores,
-    search_topk,
-)
+from synthgate.audit.backend import Backend, error_bound
+from synthgate.audit.search import DbBlock, brute_force_topk, exact_pair_scores, search_topk
 from synthgate.errors import UsageError
 
 
@@ -129,7 +123,7 @@ def test_error_bound_holds_for_bf16_and_fp32() -> None:
 
 
 def test_chunked_fp32_bound_holds_and_is_tight_at_large_d() -> None:
-    from synthgate.audit.search import CHUNK, _chunked_scores
+    from synthgate.audit.backend import CHUNK, chunked_scores
 
     rng = np.random.default_rng(5)
     d = 8 * CHUNK
@@ -137,7 +131,7 @@ def test_chunked_fp32_bound_holds_and_is_tight_at_large_d() -> None:
     db[1:] = db[0] + 0.05 * db[1:]  # correlated rows: large partial sums, like images
     db /= np.linalg.norm(db, axis=1, keepdims=True)
     exact = np.stack([exact_pair_scores(db, np.broadcast_to(x, db.shape)) for x in q])
-    approx = _chunked_scores(torch.from_numpy(q), torch.from_numpy(db)).numpy()
+    approx = chunked_scores(torch.from_numpy(q), torch.from_numpy(db)).numpy()
     b = error_bound(Backend.TORCH, d, np.linalg.norm(q, axis=1) * (1 + 1e-6), 1.0 + 1e-6)
     assert (np.abs(approx - exact) <= b[:, None]).all()
     # chunking makes the bound ~d / (CHUNK + d / CHUNK) times tighter than the whole-row one

@@ -22,7 +22,7 @@ _EXPORTS = {
     ),
     **dict.fromkeys(("summary_json", "write_audit_outputs"), "synthgate.audit.report"),
     **dict.fromkeys(("Calibration", "CalibrationMethod"), "synthgate.audit.calibration"),
-    **dict.fromkeys(("Backend",), "synthgate.audit.search"),
+    **dict.fromkeys(("Backend",), "synthgate.audit.backend"),
     **dict.fromkeys(("Transform",), "synthgate.audit.transforms"),
 }
 _lazy = lazy_exports(__name__, _EXPORTS)

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from synthgate.audit.backend import norm_upper
 from synthgate.audit.candidates import descriptors
 from synthgate.audit.features import check_finite, pearson_features
-from synthgate.audit.search import DbBlock, norm_upper
+from synthgate.audit.search import DbBlock
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import block_digests, remember_manifest
 

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from synthgate.audit.align import align_block
+from synthgate.audit.backend import Backend
 from synthgate.audit.candidates import descriptor_candidates, descriptors
 from synthgate.audit.features import check_finite, hflip_features, pearson_features
 from synthgate.audit.index import FeatureCache
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
-from synthgate.audit.search import Backend, search_topk
+from synthgate.audit.search import search_topk
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
 from synthgate.data.imageset import ImageSet
 

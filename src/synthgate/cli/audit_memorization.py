@@ -9,8 +9,8 @@ import typer
 
 from synthgate import pipeline
 from synthgate.atomic import check_target
+from synthgate.audit.backend import Backend, resolve_backend
 from synthgate.audit.memorization import MemorizationConfig, Score
-from synthgate.audit.search import Backend, resolve_backend
 from synthgate.cli.common import handle_errors, print_json, progress_bar, resolve_device, say
 from synthgate.cli.options import (
     ALL_TRANSFORMS,

@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperOption
 
-from synthgate.audit.search import Backend
+from synthgate.audit.backend import Backend
 from synthgate.audit.transforms import ALL_TRANSFORMS as AUDIT_TRANSFORMS
 from synthgate.audit.transforms import Transform
 from synthgate.data.config import Normalisation, OnError, SliceSelection

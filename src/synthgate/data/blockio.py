@@ -7,8 +7,8 @@ fresh buffers instead, so only the current block is resident; other arrays are s
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
 
 import numpy as np
 
@@ -56,11 +56,11 @@ def to_float32(block: np.ndarray) -> np.ndarray:
     return np.array(block, dtype=np.float32, copy=True)
 
 
-def _read_exactly(fh: BinaryIO, out: np.ndarray, name: str) -> None:
-    view = out.reshape(-1).view(np.uint8)
+def _read_exactly(fh: io.BufferedReader, out: np.ndarray, name: str) -> None:
+    view = memoryview(out.reshape(-1).view(np.uint8).data)
     got = 0
     while got < len(view):
-        n = fh.readinto(memoryview(view)[got:])
+        n = fh.readinto(view[got:])
         if not n:
             raise InputError(f"{name}: the file ends before the rows its header announces; write the store again")
         got += n
