@@ -224,6 +224,8 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("dist-run")
     commands = [
         _audit_args(inputs, root / "audit"),
+        [*_audit_args(inputs, root / "audit-sharded"), "--shard-index"],
+        [*_audit_args(inputs, root / "audit-sharded-null", holdout=False), "--shard-index"],
         _utility_args(inputs, root / "utility"),
         _sample_args(inputs, root / "samples"),
         _train_args(inputs, "diffusion", root / "diffusion", "--max-steps", "2"),
@@ -343,12 +345,35 @@ def test_a_two_rank_run_resumes_on_one_and_the_reverse(
     assert (state["step"], state["world_size"], state["position"]) == (3, 1, 2 * 4 + 2)
 
 
-def _audit_args(inputs: dict[str, Path], out: Path) -> list[str]:
+def _audit_args(inputs: dict[str, Path], out: Path, holdout: bool = True) -> list[str]:
     # 40 synthetic images in query blocks of 31 at 48 px within 16 MiB: rank 0 scores one block, rank 1 the other;
     # the 12 holdout images are one block, so rank 1 has none of them
+    null = ["--holdout", str(inputs["audit_holdout"])] if holdout else []
     return ["audit", "memorization", "--train", str(inputs["audit_train"]), "--synthetic",
-            str(inputs["audit_synthetic"]), "--holdout", str(inputs["audit_holdout"]), "--max-memory", "16M",
-            "--device", "cpu", "--out", str(out)]  # fmt: skip
+            str(inputs["audit_synthetic"]), *null, "--max-memory", "16M", "--device", "cpu",
+            "--out", str(out)]  # fmt: skip
+
+
+@pytest.mark.parametrize("holdout", [True, False])
+def test_sharded_index_on_two_ranks_equals_one_process(
+    two_ranks: dict[str, Any], inputs: dict[str, Path], tmp_path: Path, one_thread: None, holdout: bool
+) -> None:
+    """Each rank caches half of --train; the matches, scores, calibration and flags equal one process's (with a
+    holdout, and with the subject-disjoint null, whose queries come from the sharded cache)."""
+    r = runner.invoke(app, _audit_args(inputs, tmp_path / "audit", holdout))
+    assert r.exit_code == 0, r.output
+    single = tmp_path / "audit"
+    sharded = two_ranks["root"] / ("audit-sharded" if holdout else "audit-sharded-null")
+    matches = (single / "matches.csv").read_text()
+    assert (sharded / "matches.csv").read_text() == matches
+    assert matches.count("true") >= 10
+    docs = [json.loads((d / "summary.json").read_text()) for d in (single, sharded)]
+    assert docs[1]["settings"]["shard_index"] and docs[1]["settings"]["feature_cache"].endswith("over 2 ranks)")
+    for doc in docs:  # the diagnostics of how the work was split differ; what was found does not
+        for key in ("created", "seconds", "settings"):
+            del doc[key]
+        del doc["counts"]["pairs_scored_exactly"]
+    assert docs[0] == docs[1]
 
 
 def test_memorization_audit_on_two_ranks_equals_one_process(

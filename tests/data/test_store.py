@@ -121,3 +121,8 @@ def test_block_reader_matches_memory_map(tmp_path):
     got = np.concatenate([b for _, b in part.iter_blocks(4)])
     np.testing.assert_array_equal(got, np.asarray(store.images[3:9], np.float32))
     np.testing.assert_array_equal(part.read_rows([0, 5]), np.asarray(store.images[[3, 8]], np.float32))
+    # a view of a row range (a torchrun rank's share of the training set) reads the right rows from the file
+    view = store.row_range(10, 22).row_range(2, 9)
+    assert view.ids == store.ids[12:19] and view.subjects == store.subjects[12:19]
+    got = np.concatenate([b for _, b in view.iter_blocks(3)])
+    np.testing.assert_array_equal(got, np.asarray(store.images[12:19], np.float32))

@@ -20,18 +20,49 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from synthgate.audit.backend import norm_upper
+from synthgate.audit.backend import Backend, norm_upper
 from synthgate.audit.candidates import descriptors
 from synthgate.audit.features import check_finite, pearson_features
-from synthgate.audit.search import DbBlock
+from synthgate.audit.search import DbBlock, TopK, search_topk
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import block_digests, remember_manifest
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingIndex(Protocol):
+    """What the matching steps read of the training index: a :class:`FeatureCache`, or its sharded form over
+    torchrun ranks (:class:`~synthgate.audit.shard.ShardedIndex`). Row numbers are the training set's."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...  # C' x H x W of a feature image
+
+    @property
+    def valid(self) -> np.ndarray: ...  # per training row: not zero-variance
+
+    @property
+    def groups(self) -> np.ndarray: ...  # per training row: subject code
+
+    @property
+    def descriptors(self) -> np.ndarray: ...  # per training row: shift-invariant descriptor
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def where(self) -> str: ...
+
+    def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
+             query_groups: np.ndarray | None = None) -> TopK: ...
+
+    def rows(self, rows: np.ndarray) -> Any: ...
 
 
 @dataclass
@@ -91,6 +122,12 @@ class FeatureCache:
             stop = min(self.n, start + self.block_size)
             vec = self._memory[start:stop] if self._memory is not None else self._read_range(start, stop)
             yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
+
+    def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
+             query_groups: np.ndarray | None = None) -> TopK:
+        """Exact top-``k`` rows of each query (:func:`~synthgate.audit.search.search_topk` over the cache's blocks,
+        the exact scores gathered by row)."""
+        return search_topk(queries, self.blocks, k, backend, device, query_groups=query_groups, rows=self.rows)
 
     def rows(self, rows: np.ndarray) -> Any:
         """Feature vectors of ``rows`` (in that order): a torch tensor on the cache's device."""

@@ -19,10 +19,9 @@ from synthgate.audit.align import align_block
 from synthgate.audit.backend import Backend
 from synthgate.audit.candidates import descriptor_candidates, descriptors
 from synthgate.audit.features import check_finite, hflip_features, pearson_features
-from synthgate.audit.index import FeatureCache
+from synthgate.audit.index import TrainingIndex
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
-from synthgate.audit.search import search_topk
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
 from synthgate.data.imageset import ImageSet
 
@@ -130,7 +129,7 @@ def image_queries(images: ImageSet, channels: tuple[int, ...], block: int, set_n
         yield QueryBlock(np.arange(start, start + len(raw)), f.vectors, f.valid)
 
 
-def cached_queries(cache: FeatureCache, rows: np.ndarray, block: int) -> Iterator[QueryBlock]:
+def cached_queries(cache: TrainingIndex, rows: np.ndarray, block: int) -> Iterator[QueryBlock]:
     """Query blocks of training images (the subject-disjoint null), from the feature cache: no second read."""
     block = balanced_block(len(rows), block)
     for a in range(0, len(rows), block):
@@ -140,7 +139,7 @@ def cached_queries(cache: FeatureCache, rows: np.ndarray, block: int) -> Iterato
 
 
 def score_queries(
-    blocks: Iterator[QueryBlock], n: int, cache: FeatureCache, settings: MatchSettings,
+    blocks: Iterator[QueryBlock], n: int, cache: TrainingIndex, settings: MatchSettings,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SetScores:
     """Best training match of ``n`` queries given as feature blocks (:func:`image_queries`,
@@ -186,7 +185,7 @@ def score_queries(
     return out
 
 
-def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: FeatureCache, settings: MatchSettings,
+def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings,
                 out: SetScores) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k index entries (and scores) of each query over training images and their mirrors."""
     k, nq = settings.k, len(vectors)
@@ -195,7 +194,7 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: FeatureCa
         g = None if groups is None else np.concatenate([groups, groups])
     else:
         q, g = vectors, groups
-    top = search_topk(q, cache.blocks, k, settings.backend, settings.device, query_groups=g, rows=cache.rows)
+    top = cache.topk(q, k, settings.backend, settings.device, g)
     out.n_fallback += top.n_fallback
     out.n_exact += top.n_exact
     if not settings.flips:
@@ -211,7 +210,7 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: FeatureCa
 
 
 def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entries: np.ndarray,
-           scores: np.ndarray, cache: FeatureCache, settings: MatchSettings, out: SetScores) -> None:
+           scores: np.ndarray, cache: TrainingIndex, settings: MatchSettings, out: SetScores) -> None:
     """Re-rank each query's candidates by alignment (grid, then refinement); keep it where it beats the pixel
     match."""
     import torch
@@ -259,7 +258,7 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
 EXTRA_PIXEL_CANDIDATES = 2
 
 
-def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cache: FeatureCache,
+def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cache: TrainingIndex,
                   settings: MatchSettings, out: SetScores) -> None:
     """Structure and partial scores of each query's best aligned match and its first pixel candidates."""
     import torch
@@ -294,7 +293,7 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
                     row_field[i] = ent[j] // m
 
 
-def _proposals(imgs: Any, groups: np.ndarray | None, cache: FeatureCache, settings: MatchSettings) -> np.ndarray:
+def _proposals(imgs: Any, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings) -> np.ndarray:
     """Descriptor candidates over the query warped back by every rotation and zoom (and mirrored)."""
     import torch
 
@@ -316,7 +315,7 @@ def _unique_rows(entries: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_entries(cache: FeatureCache, entries: np.ndarray, per_image: int) -> Any:
+def _read_entries(cache: TrainingIndex, entries: np.ndarray, per_image: int) -> Any:
     import torch
 
     x = cache.rows(entries // per_image).reshape(-1, *cache.shape)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from synthgate import distributed
 from synthgate.audit.backend import Backend, resolve_backend
 from synthgate.audit.calibration import (
     Calibration,
@@ -30,6 +31,7 @@ from synthgate.audit.features import feature_channels
 from synthgate.audit.index import build_feature_cache
 from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries
 from synthgate.audit.plan import plan_memory
+from synthgate.audit.shard import build_sharded_index
 from synthgate.audit.spread import score_spread
 from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
@@ -70,6 +72,8 @@ class MemorizationConfig:
         scores: the scores that vote (:class:`Score`): whole-image Pearson r always; ``structure`` and
             ``partial`` (:mod:`synthgate.audit.scores`) by default. They vote together at one family-wise
             false-positive rate (:func:`~synthgate.audit.calibration.calibrate_scores`).
+        shard_index: under torchrun, shard the training index over the ranks (:mod:`synthgate.audit.shard`)
+            instead of spreading the query blocks (:mod:`synthgate.audit.spread`); the result is the same.
     """
 
     k: int = 5
@@ -87,6 +91,7 @@ class MemorizationConfig:
     max_null: int = 2000
     seed: int = 0
     scores: tuple[Score, ...] = (Score.PEARSON, Score.STRUCTURE, Score.PARTIAL)
+    shard_index: bool = False
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -187,8 +192,10 @@ def run_memorization_audit(
     warps = make_warps(config.rotations if Transform.ROTATE in geometric else (),
                        config.scales if Transform.ZOOM in geometric else ()) if geometric else ()
     max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
+    sharded = config.shard_index and distributed.world_size() > 1
+    rows_here = -(-len(train) // distributed.world_size()) if sharded else len(train)  # this rank's cache
     plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device,
-                       len(train))
+                       rows_here)
     backend = resolve_backend(config.backend, config.device)
     refine_free = (Transform.ROTATE in geometric, Transform.ZOOM in geometric, Transform.SHIFT in geometric)
     settings = MatchSettings(config.k, backend, config.device, flips, warps, max_shift, plan.query_block,
@@ -207,8 +214,9 @@ def run_memorization_audit(
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    with build_feature_cache(train, channels, groups, plan.read_block, plan.cache_budget, config.device,
-                             config.cache_dir, progress=stage("features"), search_block=plan.search_block) as cache:
+    build = build_sharded_index if sharded else build_feature_cache
+    with build(train, channels, groups, plan.read_block, plan.cache_budget, config.device, config.cache_dir,
+               progress=stage("features"), search_block=plan.search_block) as cache:
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         syn = score_spread(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),

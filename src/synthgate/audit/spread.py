@@ -15,21 +15,23 @@ from dataclasses import fields
 import numpy as np
 
 from synthgate import distributed
-from synthgate.audit.index import FeatureCache
+from synthgate.audit.index import TrainingIndex
 from synthgate.audit.match import MatchSettings, QueryBlock, SetScores, score_queries
+from synthgate.audit.shard import ShardedIndex
 
 
 def score_spread(
     blocks: Iterator[QueryBlock],
     n: int,
-    cache: FeatureCache,
+    cache: TrainingIndex,
     settings: MatchSettings,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SetScores:
     """:func:`~synthgate.audit.match.score_queries` with the query blocks spread over the ranks (every rank
-    returns the whole result). Without a process group it is ``score_queries``."""
+    returns the whole result). Without a process group, or over a sharded index (every rank takes part in every
+    block, :mod:`synthgate.audit.shard`), it is ``score_queries``."""
     world, rank = distributed.world_size(), distributed.rank()
-    if world == 1:
+    if world == 1 or isinstance(cache, ShardedIndex):
         return score_queries(blocks, n, cache, settings, progress)
     owned: list[np.ndarray] = []
 

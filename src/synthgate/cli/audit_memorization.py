@@ -71,6 +71,10 @@ def memorization(
     max_memory: MaxMemory = 2 << 30,
     backend: BackendOpt = Backend.TORCH,
     device: DeviceOpt = Device.AUTO,
+    shard_index: Annotated[bool, typer.Option(
+        "--shard-index", help="Under torchrun: each rank reads and caches one part of --train (memory and search "
+        "divide over the ranks) instead of spreading the synthetic images (time divides, every rank holds it all).")
+    ] = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
 ) -> None:
@@ -83,7 +87,7 @@ def memorization(
     be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev,
-                                scores=parse_scores(scores))
+                                scores=parse_scores(scores), shard_index=shard_index)
     on_main(lambda: check_target(out, overwrite))  # rank 0 checks where it will write
     folder_channels = parse_channels(channels)
     groups = subject_map(subjects, subject_pattern)

@@ -16,13 +16,15 @@ from synthgate.errors import InputError
 
 
 def _file_backed(arr: np.ndarray) -> tuple[str, int] | None:
-    """(file name, byte offset of row 0) of a C-contiguous memory-mapped array, else None."""
+    """(file name, byte offset of row 0) of a C-contiguous memory-mapped array or slice of one, else None."""
     if not (isinstance(arr, np.memmap) and arr.filename is not None and arr.flags.c_contiguous):
         return None
-    # np.load returns the memmap itself; a slice of it shares the buffer with a different start
-    if arr.base is not None and isinstance(arr.base, np.memmap):
-        return None
-    return str(arr.filename), int(arr.offset)
+    # a slice keeps its parent's ``offset``: its own is the parent's plus the distance between the data pointers
+    root = arr
+    while isinstance(root.base, np.memmap):
+        root = root.base
+    delta = arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return str(arr.filename), int(root.offset) + int(delta)
 
 
 def read_blocks(images: np.ndarray, block_size: int) -> Iterator[tuple[int, np.ndarray]]:

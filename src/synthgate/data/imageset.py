@@ -107,6 +107,20 @@ class ImageSet:
         """The images at ``rows`` (in that order) as a new float32 array, read without touching a memory map."""
         return read_rows(self.images, rows)
 
+    def row_range(self, start: int, stop: int) -> ImageSet:
+        """The images ``start .. stop`` as a view (no copy: a memory-mapped store is still read block by block)."""
+        sl = slice(start, stop)
+        return replace(
+            self,
+            images=self.images[sl],
+            ids=self.ids[sl],
+            subjects=self.subjects[sl],
+            slice_index=None if self.slice_index is None else np.asarray(self.slice_index)[sl],
+            seeds=None if self.seeds is None else np.asarray(self.seeds)[sl],
+            sources=None if self.sources is None else self.sources[sl],
+            skipped=(),
+        )
+
     def subset(self, index: Sequence[int] | np.ndarray) -> ImageSet:
         """A new in-memory set holding the images at ``index`` (in that order)."""
         idx = np.asarray(index, dtype=np.int64)
