@@ -8,7 +8,8 @@ The driver makes a phantom cohort, ingests it and trains a tiny generator once, 
 two barriers (the launch and imports are not timed):
 
 * ``audit``: the memorization audit of the test split against the training split (holdout calibration) within
-  16 MiB, so the queries come in several blocks;
+  16 MiB, so the queries come in several blocks (spread over the ranks);
+* ``audit-shard``: the same audit with ``shard_index`` (each rank caches part of the training split);
 * ``utility``: the utility audit, 3 modes x 2 seeds (6 independent networks), 2 epochs each;
 * ``sample``: ``generators sample`` of 32 images in batches of 4;
 * ``train``: diffusion training steps at a fixed per-rank batch (the global batch grows with the ranks), so its
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-WORKLOADS = ("audit", "utility", "sample", "train")
+WORKLOADS = ("audit", "audit-shard", "utility", "sample", "train")
 
 
 def _prepare(root: Path, args: argparse.Namespace) -> None:
@@ -75,6 +76,10 @@ def _worker(root: Path, workloads: list[str], device: str) -> None:
         holdout = load_set(root / "stores" / "holdout")
         mcfg = MemorizationConfig(max_memory=16 << 20, device=device)
         figures["audit_s"] = _time(lambda: run_memorization_audit(train, test, holdout, mcfg))
+    if "audit-shard" in workloads:  # the same audit with the training index sharded over the ranks
+        holdout = load_set(root / "stores" / "holdout")
+        scfg = MemorizationConfig(max_memory=16 << 20, device=device, shard_index=True)
+        figures["audit-shard_s"] = _time(lambda: run_memorization_audit(train, test, holdout, scfg))
     if "utility" in workloads:
         # the training set stands in for a synthetic one: 3 modes x 2 seeds = 6 independent networks
         ucfg = UtilityConfig.preset("quick", seeds=(0, 1), mode="all", epochs=2, augment=False)
