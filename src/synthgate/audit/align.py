@@ -14,7 +14,7 @@ The identity is in the grid, so an alignment never scores below the unaligned pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,15 @@ class Alignment:
     scale: np.ndarray
     shift_y: np.ndarray
     shift_x: np.ndarray
+
+    def subset(self, rows: np.ndarray) -> Alignment:
+        """The alignments of ``rows``, in that order."""
+        return Alignment(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts: list[Alignment]) -> Alignment:
+        """The alignments of several blocks, one after another."""
+        return Alignment(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Alignment)))
 
 
 def _window(corr: Any, max_shift: int) -> Any:
@@ -82,6 +91,7 @@ def align_block(
     max_shift: int,
     refine: int = 8,
     always: np.ndarray | None = None,
+    views: Any | None = None,
 ) -> Alignment:
     """Align each of ``n`` queries with its candidate entries.
 
@@ -96,6 +106,8 @@ def align_block(
         refine: candidates per query searched over the whole warp grid: those marked in ``always`` (n x M bools,
             e.g. the descriptor's proposals, which may correlate poorly before the warp), then the best at the
             identity warp.
+        views: the queries with each non-identity warp of ``warps`` undone (``warp_views``, n x G x C x H x W),
+            when the caller already made them; computed here otherwise.
     """
     import torch
 
@@ -128,7 +140,7 @@ def align_block(
         r = min(refine, m)
         key = best0 if always is None else best0 + 4.0 * torch.from_numpy(always & usable).to(dev)
         top = torch.topk(key, r, dim=1).indices  # n x r columns
-        views = renormalise(warp_views(queries, rest))  # n x G x C x H x W
+        views = renormalise(warp_views(queries, rest) if views is None else views)  # n x G x C x H x W
         fv = torch.fft.rfft2(views)
         fc = spectra[cidx.gather(1, top)]  # n x r x C x H x Wf
         bw, aw = _best_shift(fv, fc, (h, w), max_shift)

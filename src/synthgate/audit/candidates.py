@@ -17,16 +17,29 @@ DESCRIPTOR_SIZE = 32  # feature images are area-downsampled to at most this side
 DESCRIPTOR_FREQ = 6  # keep frequencies |u|, |v| <= this
 
 
-def descriptors(vectors: Any, shape: tuple[int, int, int]) -> np.ndarray:
-    """Shift-invariant descriptors (n x D float32, centred, unit norm) of feature vectors (n x C*H*W)."""
-    import torch
+def descriptor_images(x: Any) -> Any:
+    """Feature images (torch, ... x H x W) area-downsampled to the descriptor's side (no copy when small).
+
+    Adaptive pooling bins are mirror-symmetric, so the descriptor images of a mirrored image are the mirrored
+    descriptor images: the audit pools once and mirrors the small images.
+    """
     import torch.nn.functional as F
 
+    h, w = x.shape[-2:]
+    if max(h, w) <= DESCRIPTOR_SIZE:
+        return x
+    lead = x.shape[:-2]
+    pooled = F.adaptive_avg_pool2d(x.reshape(-1, 1, h, w), (min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE)))
+    return pooled.reshape(*lead, *pooled.shape[-2:])
+
+
+def descriptors(vectors: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """Shift-invariant descriptors (n x D float32, centred, unit norm) of feature vectors (n x C*H*W), or of
+    images already passed through :func:`descriptor_images`."""
+    import torch
+
     x = vectors if isinstance(vectors, torch.Tensor) else torch.from_numpy(np.asarray(vectors, np.float32))
-    x = x.float().reshape(-1, *shape)
-    h, w = shape[-2:]
-    if max(h, w) > DESCRIPTOR_SIZE:
-        x = F.adaptive_avg_pool2d(x, (min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE)))
+    x = descriptor_images(x.float().reshape(-1, *shape))
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     x = x / x.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
     mag = torch.fft.rfft2(x).abs()

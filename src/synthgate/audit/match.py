@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from synthgate.audit.align import align_block
+from synthgate.audit.align import Alignment, align_block
 from synthgate.audit.backend import Backend
-from synthgate.audit.candidates import descriptor_candidates, descriptors
+from synthgate.audit.candidates import descriptor_candidates, descriptor_images, descriptors
 from synthgate.audit.features import check_finite, hflip_features, pearson_features
 from synthgate.audit.index import TrainingIndex
 from synthgate.audit.refine import refine, warp_candidates
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 PROPOSALS_REFINED = 3
 #: The alignment replaces the exact pixel match only when it gains more than this (float32 FFT noise).
 ROBUST_MIN_GAIN = 1e-3
+#: Work per refinement batch (full-resolution pairs); below glibc's mmap threshold, like every work array.
+REFINE_WORK_BYTES = 24 << 20
 
 
 @dataclass(frozen=True)
@@ -212,11 +214,16 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingI
 def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entries: np.ndarray,
            scores: np.ndarray, cache: TrainingIndex, settings: MatchSettings, out: SetScores) -> None:
     """Re-rank each query's candidates by alignment (grid, then refinement); keep it where it beats the pixel
-    match."""
+    match.
+
+    The grid runs in alignment blocks; the refinement of every aligned query of the query block then runs in
+    larger batches (its work at ~48 px is small, and its cost is per step, not per pair).
+    """
     import torch
 
     m = settings.per_image
     shape = cache.shape
+    found: list[tuple[np.ndarray, Alignment]] = []  # (rows of ``vectors``, their grid alignment)
     for a in range(0, len(vectors), settings.align_block):
         sl = slice(a, a + settings.align_block)
         imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
@@ -225,29 +232,37 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         todo = ~(scores[sl, 0] >= 1.0 - ROBUST_MIN_GAIN) & (ent[:, 0] >= 0)
         if not todo.any():
             continue
-        props = _proposals(imgs, None if groups is None else groups[sl], cache, settings)
+        views = warp_views(imgs, settings.warps)  # n x G x C x H x W, identity first: proposals and the grid
+        props = _proposals(views, None if groups is None else groups[sl], cache, settings)
         cands = [ent, props]
         if m == 2:
             cands.append(np.where(ent >= 0, ent ^ 1, -1))  # a mirrored match may hide a rotated plain one
         merged = _unique_rows(np.concatenate(cands, axis=1))
         always = np.array([np.isin(row, p[:PROPOSALS_REFINED]) & (row >= 0) for row, p in zip(merged, props,
                                                                                             strict=True)])
+        rest = [g for g, wp in enumerate(settings.warps) if not wp.identity]
         al = align_block(imgs, todo, merged, lambda e: _read_entries(cache, e, m), settings.warps,
-                         settings.max_shift, always=always)
+                         settings.max_shift, always=always, views=views[:, rest])
         have = np.flatnonzero(todo & (al.entry >= 0))
-        if not len(have):
-            continue
-        sel = torch.from_numpy(have).to(imgs.device)
-        cand = _read_entries(cache, al.entry[have], m)
-        ref = refine(imgs[sel], cand, al.angle_deg[have], al.scale[have], al.shift_y[have], al.shift_x[have],
-                     free=settings.refine)
-        p = pos[sl][have]
-        gain = ref.score > scores[sl, 0][have] + ROBUST_MIN_GAIN
+        if len(have):
+            found.append((a + have, al.subset(have)))
+    if not found:
+        return
+    rows = np.concatenate([r for r, _ in found])
+    al = Alignment.concat([x for _, x in found])
+    per_pair = 4 * int(np.prod(shape)) * 8  # full-resolution float32 images of a pair and their float64 score
+    batch = max(1, REFINE_WORK_BYTES // per_pair)
+    for b in range(0, len(rows), batch):
+        r, part = rows[b : b + batch], al.subset(np.arange(b, min(b + batch, len(rows))))
+        imgs = torch.from_numpy(np.ascontiguousarray(vectors[r])).to(cache.device).reshape(-1, *shape)
+        cand = _read_entries(cache, part.entry, m)
+        ref = refine(imgs, cand, part.angle_deg, part.scale, part.shift_y, part.shift_x, free=settings.refine)
+        gain = ref.score > scores[r, 0] + ROBUST_MIN_GAIN
         for j in np.flatnonzero(gain):
-            i = p[j]
+            i = pos[r[j]]
             out.score[i] = ref.score[j]
-            out.train_row[i] = al.entry[have[j]] // m
-            out.flip[i] = al.entry[have[j]] % m == 1
+            out.train_row[i] = part.entry[j] // m
+            out.flip[i] = part.entry[j] % m == 1
             out.angle_deg[i] = ref.angle_deg[j]
             out.scale[i] = ref.scale[j]
             out.shift_y[i] = ref.shift_y[j]
@@ -293,17 +308,18 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
                     row_field[i] = ent[j] // m
 
 
-def _proposals(imgs: Any, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings) -> np.ndarray:
-    """Descriptor candidates over the query warped back by every rotation and zoom (and mirrored)."""
+def _proposals(views: Any, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings) -> np.ndarray:
+    """Descriptor candidates over the queries warped back by every rotation and zoom (``views``, n x V x C x H x W
+    from ``warp_views(queries, settings.warps)``), and their mirrors (mirrored after downsampling)."""
     import torch
 
-    views = settings.warps  # the descriptor is invariant to shifts only: propose over every rotation and zoom
-    v = warp_views(imgs, views)  # n x V x C x H x W
+    v = descriptor_images(views)  # the descriptor is invariant to shifts only: propose over every warp
     if settings.flips:
         v = torch.stack([v, torch.flip(v, dims=(-1,))], dim=1)  # n x 2 x V x ...
-    d = descriptors(v.reshape(-1, cache.dim), cache.shape)
-    return descriptor_candidates(d, cache.descriptors, cache.valid, settings.k, settings.per_image, len(views),
-                                 settings.flips, cache.groups, groups, settings.device)
+    c, h, w = (int(x) for x in v.shape[-3:])
+    d = descriptors(v.reshape(-1, c, h, w), (c, h, w))
+    return descriptor_candidates(d, cache.descriptors, cache.valid, settings.k, settings.per_image,
+                                 len(settings.warps), settings.flips, cache.groups, groups, settings.device)
 
 
 def _unique_rows(entries: np.ndarray) -> np.ndarray:
