@@ -56,8 +56,17 @@ def test_recovers_a_shift(dy: int, dx: int) -> None:
     assert transform_name(False, 0.0, 1.0, dy, dx) == "shift"
 
 
+@pytest.fixture(params=["full", "half"])
+def grid_resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the rotation / zoom grid at full resolution and at half resolution."""
+    from synthgate.audit import align
+
+    monkeypatch.setattr(align, "GRID_HALF_MIN_SIDE", 10**6 if request.param == "full" else 32)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("angle", [10.0, -5.0])
-def test_recovers_a_rotation(angle: float) -> None:
+def test_recovers_a_rotation(angle: float, grid_resolution: str) -> None:
     x = blob_images(4, size=48, seed=13)
     turned = _geom(x[1], angle=angle, label=2)
     plain = align_one(turned, x, WARPS[:1], 5)
@@ -69,7 +78,7 @@ def test_recovers_a_rotation(angle: float) -> None:
 @pytest.mark.parametrize(("angle", "zoom", "dy", "dx", "flip"),
                          [(10.0, 1.0, 3.0, -2.0, False), (-5.0, 1.05, -2.0, 4.0, True), (0.0, 0.95, 0.0, 3.0, False)])
 def test_reported_transform_maps_the_training_image_onto_the_copy(angle: float, zoom: float, dy: float, dx: float,
-                                                                  flip: bool) -> None:
+                                                                  flip: bool, grid_resolution: str) -> None:
     x = blob_images(3, size=48, seed=15)
     src = x[1][..., ::-1] if flip else x[1]
     copy = _geom(_geom(src, angle=angle, zoom=zoom, label=2), dy=dy, dx=dx, label=2)

@@ -53,6 +53,12 @@ class Alignment:
         return Alignment(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Alignment)))
 
 
+#: Images at least this side search the rotation / zoom grid at half resolution (2 x 2 means, re-normalised):
+#: the grid only picks each query's best (warp, candidate); that pair is then correlated at full resolution over
+#: every shift, and the gradient refinement and the final float64 score follow at their own resolutions.
+GRID_HALF_MIN_SIDE = 64
+
+
 def _window(corr: Any, max_shift: int) -> Any:
     """... x S x S window of circular correlations (S = 2 s + 1, shift -s first) from ... x H x W."""
     import torch
@@ -110,6 +116,7 @@ def align_block(
             when the caller already made them; computed here otherwise.
     """
     import torch
+    import torch.nn.functional as F
 
     n, m = entries.shape
     h, w = queries.shape[-2:]
@@ -141,16 +148,31 @@ def align_block(
         key = best0 if always is None else best0 + 4.0 * torch.from_numpy(always & usable).to(dev)
         top = torch.topk(key, r, dim=1).indices  # n x r columns
         views = renormalise(warp_views(queries, rest) if views is None else views)  # n x G x C x H x W
-        fv = torch.fft.rfft2(views)
-        fc = spectra[cidx.gather(1, top)]  # n x r x C x H x Wf
-        bw, aw = _best_shift(fv, fc, (h, w), max_shift)
+        half = min(h, w) >= GRID_HALF_MIN_SIDE
+        if half:  # the grid at half resolution: a quarter of the FFT work (see GRID_HALF_MIN_SIDE)
+            vh = renormalise(F.avg_pool2d(views.flatten(0, 1), 2))
+            fh = renormalise(F.avg_pool2d(feats, 2))
+            sh = torch.fft.rfft2(fh)
+            if has_none:
+                sh = torch.cat([torch.zeros_like(sh[:1]), sh])
+            fv = torch.fft.rfft2(vh).reshape(n, len(rest), *sh.shape[1:])
+            bw, aw = _best_shift(fv, sh[cidx.gather(1, top)], tuple(vh.shape[-2:]), (max_shift + 1) // 2)
+        else:
+            bw, aw = _best_shift(torch.fft.rfft2(views), spectra[cidx.gather(1, top)], (h, w), max_shift)
         bw = bw.masked_fill(~mask.gather(1, top)[:, None, :], -torch.inf)
-        flat = bw.flatten(1)
-        sw, jw = flat.max(dim=1)
-        better = sw > score
+        sw, jw = bw.flatten(1).max(dim=1)
         g = jw // r
         col_w = top.gather(1, (jw % r)[:, None])[:, 0]
-        arg_w = aw.flatten(1).gather(1, jw[:, None])[:, 0]
+        if half:  # each query's winning (warp, candidate) is scored over the shift window at full resolution,
+            # so it competes with the identity warp on the same footing
+            won = views[torch.arange(n, device=dev), g]
+            sf, af = _best_shift(torch.fft.rfft2(won)[:, None], spectra[cidx.gather(1, col_w[:, None])], (h, w),
+                                 max_shift)
+            sw = torch.where(torch.isfinite(sw), sf[:, 0, 0], sw)
+            arg_w = af[:, 0, 0]
+        else:
+            arg_w = aw.flatten(1).gather(1, jw[:, None])[:, 0]
+        better = sw > score
         score = torch.where(better, sw, score)
         col = torch.where(better, col_w, col)
         arg = torch.where(better, arg_w, arg)
