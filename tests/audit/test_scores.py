@@ -59,3 +59,14 @@ def test_refinement_keeps_fixed_parameters_fixed() -> None:
     free = refine(feats(turned[None]), feats(x[0][None]), *z)
     assert free.score[0] > ref.score[0] and abs(free.angle_deg[0] - 7.0) < 1.0
     assert torch.is_tensor(feats(x))
+
+
+def test_pairs_sharing_a_query_score_as_if_each_had_its_own_copy() -> None:
+    x = blob_images(4, size=48, seed=33)
+    queries = feats(x[:2])
+    aligned = feats(x[[1, 2, 3, 0]])
+    pair_query = torch.tensor([0, 0, 1, 1])
+    shared = structure_and_partial(queries, aligned, pair_query)
+    repeated = structure_and_partial(queries[pair_query], aligned)
+    for a, b in zip(shared, repeated, strict=True):
+        np.testing.assert_array_equal(a, b)

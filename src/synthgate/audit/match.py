@@ -298,7 +298,7 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
             moved[ft] = warp_candidates(moved[ft], *(torch.tensor(np.asarray(v, np.float32), device=moved.device)
                                                       for v in (out.angle_deg[p[qi[f]]], np.log(out.scale[p[qi[f]]]),
                                                                 out.shift_y[p[qi[f]]], out.shift_x[p[qi[f]]])))
-        st, pa = structure_and_partial(imgs[torch.from_numpy(qi).to(imgs.device)], moved)
+        st, pa = structure_and_partial(imgs, moved, torch.from_numpy(qi).to(imgs.device))
         for values, score_field, row_field in ((st, out.structure, out.structure_row),
                                                (pa, out.partial, out.partial_row)):
             for j in range(len(qi)):

@@ -66,13 +66,18 @@ def _masked_pearson_sums(a: Any, b: Any, m: Any, pool: Any) -> Any:
     return r.mean(dim=1), pool(mf)[:, 0]
 
 
-def structure_and_partial(query: Any, aligned: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(structure, partial) scores of n aligned pairs of feature images (n x C x H x W torch tensors)."""
+def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(structure, partial) scores of n aligned pairs of feature images (torch tensors): ``aligned`` is
+    n x C x H x W; ``query`` is n x C x H x W, or, with ``pair_query`` (n indices), the q x C x H x W distinct
+    queries of the pairs, so that a query's mask and high-pass residual are computed once for all its pairs."""
     import torch.nn.functional as F
 
     h, w = query.shape[-2:]
-    m = brain_mask(query) | brain_mask(aligned)
-    rq, ra = high_pass(query.float()), high_pass(aligned.float())
+    mq, rq = brain_mask(query), high_pass(query.float())
+    if pair_query is not None:
+        mq, rq = mq[pair_query], rq[pair_query]
+    m = mq | brain_mask(aligned)
+    ra = high_pass(aligned.float())
     whole, _ = _masked_pearson_sums(rq, ra, m, lambda t: t.sum(dim=(-2, -1), keepdim=True))
     kh, kw = max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION))
     sh, sw = max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION))
