@@ -192,8 +192,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[s
     train_generator(tiny_config("diffusion", steps=1), generator_data, root / "overwrite-on-2")  # type: ignore[arg-type]
     audit_train = blob_set(blob_images(24, size=48, seed=1), "tr")
     copies, _ = plant_copies(audit_train, 2, seed=0)  # every kind of copy, twice
+    broken = blob_images(24, size=48, seed=1)
+    broken[20, 0, 10, 10] = np.nan  # in the second half of the rows: only rank 1's shard reads it
     return {
         "audit_train": write_store(audit_train, root / "audit-train"),
+        "audit_train_nan": write_store(blob_set(broken, "tr"), root / "audit-train-nan"),
         "audit_synthetic": write_store(
             blob_set(np.concatenate([blob_images(20, size=48, seed=3), copies.images]), "sy"), root / "audit-syn"
         ),
@@ -234,6 +237,10 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
         _train_args(inputs, "diffusion", inputs["overwrite_on_2"], "--max-steps", "2", "--overwrite"),
         _train_args(inputs, "diffusion", inputs["overwrite_on_2"], "--resume", "--steps", "4"),
         _train_args(inputs, "diffusion", inputs["overwrite_on_2"]),  # exists, no --overwrite: exit 2 on both
+        # a NaN image in rank 1's shard: rank 1 fails reading it, rank 0 must stop too (exit 5 on both, no hang)
+        ["audit", "memorization", "--train", str(inputs["audit_train_nan"]), "--synthetic",
+         str(inputs["audit_synthetic"]), "--holdout", str(inputs["audit_holdout"]), "--device", "cpu",
+         "--out", str(root / "audit-nan"), "--shard-index"],
     ]
     plan = root / "plan.json"
     plan.write_text(json.dumps({"commands": commands}))
@@ -246,7 +253,8 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 def test_two_ranks_ran_every_command_and_agree_on_failures(two_ranks: dict[str, Any]) -> None:
     r0, r1 = two_ranks["ranks"]
     assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
-    assert r0["codes"] == r1["codes"] == [0] * (len(r0["codes"]) - 1) + [2], two_ranks["log"][-3000:]
+    assert r0["codes"] == r1["codes"] == [0] * (len(r0["codes"]) - 2) + [2, 5], two_ranks["log"][-3000:]
+    assert not (two_ranks["root"] / "audit-nan").exists()
     assert r0["gathered"] == r1["gathered"] == [0, 10]
     assert r1["agreement"] == {"raised": "InputError", "code": 5, "message": "rank one's input is bad"}
     assert r0["agreement"] == {"raised": "RankFailed", "code": 5, "message": "rank 1: rank one's input is bad"}

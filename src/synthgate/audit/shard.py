@@ -84,8 +84,12 @@ class ShardedIndex:
     def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
              query_groups: np.ndarray | None = None) -> TopK:
         """The exact top-``k`` over every rank's rows (see the module docstring); every rank returns it."""
-        mine = search_topk(queries, self._blocks, k, backend, device, query_groups=query_groups, rows=self._own_rows)
-        parts = distributed.gather_checked(lambda: (mine.scores, mine.indices, mine.n_fallback, mine.n_exact))
+        def local() -> tuple[np.ndarray, np.ndarray, int, int]:  # inside gather_checked: a failure stops every rank
+            mine = search_topk(queries, self._blocks, k, backend, device, query_groups=query_groups,
+                               rows=self._own_rows)
+            return mine.scores, mine.indices, mine.n_fallback, mine.n_exact
+
+        parts = distributed.gather_checked(local)
         scores = np.concatenate([p[0] for p in parts], axis=1)
         indices = np.concatenate([p[1] for p in parts], axis=1)
         key = np.where(indices < 0, np.iinfo(np.int64).max, indices)
@@ -102,9 +106,13 @@ class ShardedIndex:
         rows = np.asarray(rows, np.int64)
         out = torch.zeros((len(rows), self.dim), dtype=torch.float32, device=self.device)
         own = (rows >= self.offset) & (rows < self.offset + self.local.n)
-        if own.any():
-            sel = torch.from_numpy(np.flatnonzero(own)).to(out.device)
-            out[sel] = self._own_rows(rows[own]).to(out.device)
+
+        def fill() -> None:  # a failed read on one rank stops every rank instead of leaving them in the all-reduce
+            if own.any():
+                sel = torch.from_numpy(np.flatnonzero(own)).to(out.device)
+                out[sel] = self._own_rows(rows[own]).to(out.device)
+
+        distributed.gather_checked(fill)
         dist.all_reduce(out)  # each value has one non-zero term: the sum is that value, exactly
         return out
 
@@ -124,13 +132,20 @@ def build_sharded_index(
     content digests (so the whole set's manifest is known without another read)."""
     start, stop = shard_range(len(train), distributed.rank(), distributed.world_size())
     part = train.row_range(start, stop)
-    local = build_feature_cache(part, channels, groups[start:stop], block_size, cache_budget, device, cache_dir,
-                                progress=progress, search_block=search_block)
+    built: list[FeatureCache] = []
+
+    def build() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:  # a failure on one rank stops every rank
+        built.append(build_feature_cache(part, channels, groups[start:stop], block_size, cache_budget, device,
+                                         cache_dir, progress=progress, search_block=search_block))
+        return built[0].valid, built[0].descriptors, set_manifest(part).digests
+
     try:
-        pieces = distributed.gather_checked(lambda: (local.valid, local.descriptors, set_manifest(part).digests))
+        pieces = distributed.gather_checked(build)
     except BaseException:
-        local.close()
+        for cache in built:
+            cache.close()
         raise
+    local = built[0]
     remember_manifest(train, [d for p in pieces for d in p[2]])
     descriptors = [p[1] for p in pieces if len(p[0])]
     return ShardedIndex(
