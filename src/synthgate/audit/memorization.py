@@ -28,11 +28,10 @@ from synthgate.audit.calibration import (
     standardisation,
 )
 from synthgate.audit.features import feature_channels
-from synthgate.audit.index import build_feature_cache
 from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries
 from synthgate.audit.plan import plan_memory
 from synthgate.audit.shard import build_sharded_index
-from synthgate.audit.spread import score_spread
+from synthgate.audit.spread import build_replicated_index, score_spread
 from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.data.manifest import check_disjoint_content, check_disjoint_names
@@ -214,7 +213,7 @@ def run_memorization_audit(
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    build = build_sharded_index if sharded else build_feature_cache
+    build = build_sharded_index if sharded else build_replicated_index
     with build(train, channels, groups, plan.read_block, plan.cache_budget, config.device, config.cache_dir,
                progress=stage("features"), search_block=plan.search_block) as cache:
         seconds["features"] = time.perf_counter() - t0

@@ -11,13 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 
 from synthgate import distributed
-from synthgate.audit.index import TrainingIndex
+from synthgate.audit.index import FeatureCache, TrainingIndex, build_feature_cache
 from synthgate.audit.match import MatchSettings, QueryBlock, SetScores, score_queries
 from synthgate.audit.shard import ShardedIndex
+
+
+def build_replicated_index(*args: Any, **kwargs: Any) -> FeatureCache:
+    """:func:`~synthgate.audit.index.build_feature_cache` (same arguments) on every rank, as this mode replicates
+    the index, agreeing on failure: a rank that cannot build it (its temporary disk full) stops every rank instead
+    of leaving the others waiting in the first collective. Without a process group it is ``build_feature_cache``."""
+    built: list[FeatureCache] = []
+
+    def build() -> None:
+        built.append(build_feature_cache(*args, **kwargs))
+
+    try:
+        distributed.gather_checked(build)
+    except BaseException:
+        for cache in built:
+            cache.close()
+        raise
+    return built[0]
 
 
 def score_spread(
