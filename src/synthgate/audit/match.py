@@ -22,6 +22,7 @@ from synthgate.audit.features import check_finite, hflip_features, pearson_featu
 from synthgate.audit.index import TrainingIndex
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
+from synthgate.audit.search import best_first
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
 from synthgate.data.imageset import ImageSet
 
@@ -206,8 +207,7 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingI
     flip = np.concatenate([np.zeros((nq, k), np.int64), np.ones((nq, k), np.int64)], axis=1)
     sc = np.concatenate([top.scores[:nq], top.scores[nq:]], axis=1)
     ent = np.where(idx >= 0, 2 * idx + flip, -1)
-    key = np.where(ent < 0, np.iinfo(np.int64).max, ent)
-    order = np.lexsort((key, -sc), axis=-1)[:, :k]
+    order = best_first(sc, ent)[:, :k]
     return np.take_along_axis(ent, order, 1), np.take_along_axis(sc, order, 1)
 
 

@@ -103,6 +103,13 @@ class _Running:
                    np.full(nq, -np.inf), np.full((nq, pool), -np.inf), np.full((nq, pool), -1, np.int64))
 
 
+def best_first(scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The order (along the last axis) that ranks pairs as every result of the search does: score descending,
+    ties to the lowest index, ``-1`` (no item) last."""
+    key = np.where(indices < 0, np.iinfo(np.int64).max, indices)
+    return np.lexsort((key, -scores), axis=-1)
+
+
 def _merge_exact(run: _Running, qi: np.ndarray, s: np.ndarray, gi: np.ndarray) -> None:
     """Merge exact pairs (query row, score, index) into the running exact top-k (ties to the lowest index)."""
     k = run.exact_s.shape[1]
@@ -112,8 +119,7 @@ def _merge_exact(run: _Running, qi: np.ndarray, s: np.ndarray, gi: np.ndarray) -
         sel = slice(np.searchsorted(qi, q, "left"), np.searchsorted(qi, q, "right"))
         cs = np.concatenate([run.exact_s[q], s[sel]])
         ci = np.concatenate([run.exact_i[q], gi[sel]])
-        key = np.where(ci < 0, np.iinfo(np.int64).max, ci)
-        o = np.lexsort((key, -cs))[:k]
+        o = best_first(cs, ci)[:k]
         run.exact_s[q], run.exact_i[q] = cs[o], ci[o]
 
 
@@ -196,16 +202,21 @@ class _Searcher:
             return
         both = np.concatenate([run.approx_k, v[:, :k]], axis=1)
         run.approx_k = -np.sort(-both, axis=1)[:, :k]
-        floor = run.approx_k[:, k - 1] - 2.0 * self.bound()
+        qi, col = np.nonzero(self._can_reach_topk(v, run.approx_k[:, k - 1]))
+        rows = ix[qi, col]
+        if len(qi):
+            self._score_exact(block, qi, rows)
+
+    def _can_reach_topk(self, v: np.ndarray, kth_approx: np.ndarray) -> np.ndarray:
+        """Which approximate scores ``v`` (n_q x m) are within ``2 B`` of each query's k-th best approximate score,
+        so that their exact score could still reach the top-k; the largest of the others is recorded as unkept."""
+        floor = kth_approx - 2.0 * self.bound()
         finite = np.isfinite(v)
         take = finite & (v >= floor[:, None])
         below = finite & ~take
         if below.any():
-            run.unkept = np.maximum(run.unkept, np.where(below, v, -np.inf).max(axis=1))
-        qi, col = np.nonzero(take)
-        rows = ix[qi, col]
-        if len(qi):
-            self._score_exact(block, qi, rows)
+            self.run.unkept = np.maximum(self.run.unkept, np.where(below, v, -np.inf).max(axis=1))
+        return take
 
     def _pool(self, v: np.ndarray, gi: np.ndarray) -> None:
         """Merge a block's best approximate pairs into the pool of ``P`` per query; what falls out is unkept."""
@@ -213,8 +224,7 @@ class _Searcher:
         assert p is not None
         cs = np.concatenate([run.pool_s, v], axis=1)
         ci = np.concatenate([run.pool_i, gi], axis=1)
-        key = np.where(ci < 0, np.iinfo(np.int64).max, ci)
-        order = np.lexsort((key, -cs), axis=-1)
+        order = best_first(cs, ci)
         cs, ci = np.take_along_axis(cs, order, 1), np.take_along_axis(ci, order, 1)
         run.pool_s, run.pool_i = cs[:, :p], ci[:, :p]
         if cs.shape[1] > p:
@@ -225,15 +235,8 @@ class _Searcher:
         within ``2 B`` of the k-th best approximate score), their rows gathered from the database."""
         if self.rows is None:
             return
-        run, k = self.run, self.k
-        s = run.pool_s
-        floor = s[:, k - 1] - 2.0 * self.bound()
-        finite = np.isfinite(s)
-        take = finite & (s >= floor[:, None])
-        below = finite & ~take
-        if below.any():
-            run.unkept = np.maximum(run.unkept, np.where(below, s, -np.inf).max(axis=1))
-        qi, col = np.nonzero(take)
+        run = self.run
+        qi, col = np.nonzero(self._can_reach_topk(run.pool_s, run.pool_s[:, self.k - 1]))
         gi = run.pool_i[qi, col]
         order = np.argsort(gi, kind="stable")  # ascending rows: a file-backed database reads forward
         qi, gi = qi[order], gi[order]

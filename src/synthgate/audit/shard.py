@@ -26,7 +26,7 @@ import numpy as np
 from synthgate import distributed
 from synthgate.audit.backend import Backend
 from synthgate.audit.index import FeatureCache, build_feature_cache
-from synthgate.audit.search import DbBlock, TopK, search_topk
+from synthgate.audit.search import DbBlock, TopK, best_first, search_topk
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import remember_manifest, set_manifest
 
@@ -92,8 +92,7 @@ class ShardedIndex:
         parts = distributed.gather_checked(local)
         scores = np.concatenate([p[0] for p in parts], axis=1)
         indices = np.concatenate([p[1] for p in parts], axis=1)
-        key = np.where(indices < 0, np.iinfo(np.int64).max, indices)
-        order = np.lexsort((key, -scores), axis=-1)[:, :k]
+        order = best_first(scores, indices)[:, :k]
         return TopK(scores=np.take_along_axis(scores, order, 1), indices=np.take_along_axis(indices, order, 1),
                     n_fallback=sum(p[2] for p in parts), n_exact=sum(p[3] for p in parts))
 
