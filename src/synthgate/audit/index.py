@@ -20,10 +20,11 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from synthgate import distributed
 from synthgate.audit.backend import Backend, norm_upper
 from synthgate.audit.candidates import descriptors
 from synthgate.audit.features import check_finite, pearson_features
@@ -32,6 +33,7 @@ from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import block_digests, remember_manifest
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TrainingIndex(Protocol):
@@ -245,6 +247,29 @@ def build_feature_cache(
     cache.descriptors = np.concatenate(desc) if desc else np.zeros((0, 1), np.float32)
     logger.info("feature cache: %d x %d float32 in %s", n, dim, cache.where)
     return cache
+
+
+def build_on_every_rank(make: Callable[[], FeatureCache],
+                        share: Callable[[FeatureCache], T]) -> tuple[FeatureCache, list[T]]:
+    """``make()`` on every rank of the process group, and ``share(cache)`` of every rank's cache, gathered.
+
+    Both run inside :func:`~synthgate.distributed.gather_checked`: a rank that cannot build its cache (a NaN image
+    in its rows, a full temporary disk) stops every rank with its exit code, and what the other ranks built is
+    closed, instead of leaving them waiting in the next collective. Without a process group it is one call.
+    """
+    built: list[FeatureCache] = []
+
+    def build() -> T:
+        built.append(make())
+        return share(built[0])
+
+    try:
+        shared = distributed.gather_checked(build)
+    except BaseException:
+        for cache in built:
+            cache.close()
+        raise
+    return built[0], shared
 
 
 class _BackgroundWriter:

@@ -25,7 +25,7 @@ import numpy as np
 
 from synthgate import distributed
 from synthgate.audit.backend import Backend
-from synthgate.audit.index import FeatureCache, build_feature_cache
+from synthgate.audit.index import FeatureCache, build_feature_cache, build_on_every_rank
 from synthgate.audit.search import DbBlock, TopK, best_first, search_topk
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import remember_manifest, set_manifest
@@ -131,20 +131,11 @@ def build_sharded_index(
     content digests (so the whole set's manifest is known without another read)."""
     start, stop = shard_range(len(train), distributed.rank(), distributed.world_size())
     part = train.row_range(start, stop)
-    built: list[FeatureCache] = []
-
-    def build() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:  # a failure on one rank stops every rank
-        built.append(build_feature_cache(part, channels, groups[start:stop], block_size, cache_budget, device,
-                                         cache_dir, progress=progress, search_block=search_block))
-        return built[0].valid, built[0].descriptors, set_manifest(part).digests
-
-    try:
-        pieces = distributed.gather_checked(build)
-    except BaseException:
-        for cache in built:
-            cache.close()
-        raise
-    local = built[0]
+    local, pieces = build_on_every_rank(
+        lambda: build_feature_cache(part, channels, groups[start:stop], block_size, cache_budget, device, cache_dir,
+                                    progress=progress, search_block=search_block),
+        lambda cache: (cache.valid, cache.descriptors, set_manifest(part).digests),
+    )
     remember_manifest(train, [d for p in pieces for d in p[2]])
     descriptors = [p[1] for p in pieces if len(p[0])]
     return ShardedIndex(

@@ -16,27 +16,16 @@ from typing import Any
 import numpy as np
 
 from synthgate import distributed
-from synthgate.audit.index import FeatureCache, TrainingIndex, build_feature_cache
+from synthgate.audit.index import FeatureCache, TrainingIndex, build_feature_cache, build_on_every_rank
 from synthgate.audit.match import MatchSettings, QueryBlock, SetScores, score_queries
 from synthgate.audit.shard import ShardedIndex
 
 
 def build_replicated_index(*args: Any, **kwargs: Any) -> FeatureCache:
     """:func:`~synthgate.audit.index.build_feature_cache` (same arguments) on every rank, as this mode replicates
-    the index, agreeing on failure: a rank that cannot build it (its temporary disk full) stops every rank instead
-    of leaving the others waiting in the first collective. Without a process group it is ``build_feature_cache``."""
-    built: list[FeatureCache] = []
-
-    def build() -> None:
-        built.append(build_feature_cache(*args, **kwargs))
-
-    try:
-        distributed.gather_checked(build)
-    except BaseException:
-        for cache in built:
-            cache.close()
-        raise
-    return built[0]
+    the index, agreeing on failure (:func:`~synthgate.audit.index.build_on_every_rank`). Without a process group it
+    is ``build_feature_cache``."""
+    return build_on_every_rank(lambda: build_feature_cache(*args, **kwargs), lambda _cache: None)[0]
 
 
 def score_spread(
