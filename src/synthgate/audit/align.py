@@ -129,9 +129,12 @@ def align_block(
     inv = inv.reshape(n, m)
     has_none = uniq[0] < 0
     feats = read_entries(uniq[1:] if has_none else uniq)
-    spectra = torch.fft.rfft2(feats)
-    if has_none:  # column 0 stands for "no candidate"
-        spectra = torch.cat([torch.zeros_like(spectra[:1]), spectra])
+
+    def candidate_spectra(x: Any) -> Any:  # one per column of ``uniq``: column 0 may stand for "no candidate"
+        spec = torch.fft.rfft2(x)
+        return torch.cat([torch.zeros_like(spec[:1]), spec]) if has_none else spec
+
+    spectra = candidate_spectra(feats)
     dev = spectra.device
     cidx = torch.from_numpy(inv).to(dev)
     mask = torch.from_numpy(usable).to(dev)
@@ -151,10 +154,7 @@ def align_block(
         half = min(h, w) >= GRID_HALF_MIN_SIDE
         if half:  # the grid at half resolution: a quarter of the FFT work (see GRID_HALF_MIN_SIDE)
             vh = renormalise(F.avg_pool2d(views.flatten(0, 1), 2))
-            fh = renormalise(F.avg_pool2d(feats, 2))
-            sh = torch.fft.rfft2(fh)
-            if has_none:
-                sh = torch.cat([torch.zeros_like(sh[:1]), sh])
+            sh = candidate_spectra(renormalise(F.avg_pool2d(feats, 2)))
             fv = torch.fft.rfft2(vh).reshape(n, len(rest), *sh.shape[1:])
             bw, aw = _best_shift(fv, sh[cidx.gather(1, top)], tuple(vh.shape[-2:]), (max_shift + 1) // 2)
         else:
