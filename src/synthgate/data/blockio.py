@@ -78,9 +78,9 @@ def read_rows(images: np.ndarray, rows: Sequence[int] | np.ndarray) -> np.ndarra
     name, offset = fb
     row = int(np.prod(shape))
     dtype = images.dtype
-    out = np.empty((len(rows), *shape), dtype=np.float32)
+    raw = np.empty((len(rows), *shape), dtype=dtype)
     with open(name, "rb") as fh:
         for j, r in enumerate(rows):
             fh.seek(offset + int(r) * row * dtype.itemsize)
-            out[j] = np.fromfile(fh, dtype=dtype, count=row).reshape(shape)
-    return out
+            _read_exactly(fh, raw[j], name)
+    return to_float32(raw)
