@@ -183,3 +183,58 @@ def test_cuda_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], ba
     top = search_topk(q, database, 6, backend, device="cuda", rows=lambda r: torch.from_numpy(db[r]).cuda())  # faiss-cpu on cuda -> torch matmul
     np.testing.assert_array_equal(top.indices, ref_i)
     np.testing.assert_array_equal(top.scores, ref_s)
+
+
+def _smooth_images(n: int, c: int, h: int, w: int, seed: int) -> np.ndarray:
+    """n x (c h w) unit, centred vectors of smooth images with a shared envelope (dense neighbour scores)."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    imgs = ndi.gaussian_filter(rng.standard_normal((n, c, h, w)), (0, 0, 2, 2))
+    imgs += 2 * ndi.gaussian_filter(rng.standard_normal((1, c, h, w)), (0, 0, 6, 6))
+    x = imgs.reshape(n, -1).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("gather", [False, True])
+@pytest.mark.parametrize("backend", list(Backend))
+@pytest.mark.parametrize("width", [16, 15])
+def test_mirror_search_equals_brute_force_over_queries_and_their_mirrors(backend: Backend, gather: bool,
+                                                                         width: int) -> None:
+    from synthgate.audit.basis import mirror_in_basis, sym_columns, to_mirror_basis
+
+    shape = (2, 12, width)
+    x = _smooth_images(230, *shape, seed=7)
+    x[5] = x[40]  # a tie
+    x[200] = x[0].reshape(shape)[..., ::-1].reshape(-1)  # query 200 is training image 0 mirrored
+    db, q = to_mirror_basis(x[:180], shape).numpy(), to_mirror_basis(x[180:], shape).numpy()
+    s = sym_columns(shape)
+    groups, qg = np.arange(len(db)) // 10, np.arange(len(q)) % 7 + 5
+    both = np.concatenate([q, mirror_in_basis(q, s)])
+    database = make_db(db, 64, groups=groups)
+    ref_s, ref_i = brute_force_topk(both, database, 4, np.tile(qg, 2))
+    top = search_topk(q, database, 4, backend, query_groups=qg, rows=gathered(db, gather), mirror_at=s)
+    np.testing.assert_array_equal(top.indices, ref_i)
+    np.testing.assert_array_equal(top.scores, ref_s)
+    assert top.indices[len(q) + 20, 0] == 0 and top.scores[len(q) + 20, 0] == pytest.approx(1.0, abs=1e-6)
+    if backend is not Backend.BF16:
+        assert top.n_fallback == 0
+
+
+def test_half_products_bound_holds_at_large_d() -> None:
+    """sym +- anti from two chunked half-width GEMMs stays within the bound with ``halves``."""
+    from synthgate.audit.backend import CHUNK, chunked_scores
+
+    rng = np.random.default_rng(8)
+    d, m = 8 * CHUNK, 4 * CHUNK
+    q, db = unit(rng, 8, d), unit(rng, 64, d)
+    db[1:] = db[0] + 0.05 * db[1:]
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    tq, tb = torch.from_numpy(q), torch.from_numpy(db)
+    sym, anti = chunked_scores(tq[:, :m], tb[:, :m]).numpy(), chunked_scores(tq[:, m:], tb[:, m:]).numpy()
+    mirrored = np.concatenate([q[:, :m], -q[:, m:]], axis=1)
+    b = error_bound(Backend.TORCH, d, np.linalg.norm(q, axis=1) * (1 + 1e-6), 1.0 + 1e-6, halves=True)
+    for approx, qs in ((sym + anti, q), (sym - anti, mirrored)):
+        exact = np.stack([exact_pair_scores(db, np.broadcast_to(x, db.shape)) for x in qs])
+        assert (np.abs(approx - exact) <= b[:, None]).all()

@@ -77,27 +77,37 @@ def gamma(n: int, u: float = U_FP32) -> float:
 
 
 def error_bound(backend: Backend, d: int, q_norm: np.ndarray, db_norm_max: float,
-                q_round_err: np.ndarray | None = None, db_round_err_max: float = 0.0) -> np.ndarray:
+                q_round_err: np.ndarray | None = None, db_round_err_max: float = 0.0,
+                halves: bool = False) -> np.ndarray:
     """Per-query bound on |approximate score - exact score|.
 
     torch (fp32, chunks of ``c`` columns summed one after another): ``gamma_{c + ceil(d / c)} |q| |b|``.
     faiss (fp32, any order over all ``d``): ``gamma_d |q| |b|``. bf16: inputs rounded to bf16 (errors ``e_q``
     measured per query, ``e_b`` per row), products accumulated in fp32 in any order, output rounded to bf16:
     ``|e_q| |b| + |q~| |e_b| + |q~| |b~| (gamma_d + 2^-8 (1 + gamma_d))``.
+
+    ``halves``: the score is the sum (or difference) of two products over complementary columns (the mirror
+    basis, :mod:`synthgate.audit.basis`). Each product's bound holds with its own columns' norms, whose products
+    sum to at most ``|q| |b|`` (Cauchy-Schwarz), and the fp32 addition rounds once more: ``+ u |q~| |b~|``.
     """
+    extra: np.ndarray | float = 0.0
+    if halves:
+        q_t = q_norm if q_round_err is None else q_norm + q_round_err
+        b_t = db_norm_max + db_round_err_max
+        extra = U_FP32 * (1.0 + gamma(d)) * q_t * b_t
     if backend is Backend.BF16:
         assert q_round_err is not None
         g = gamma(d)
         q_t = q_norm + q_round_err  # |q~| <= |q| + |e_q|
         b_t = db_norm_max + db_round_err_max
         return (q_round_err * db_norm_max + q_t * db_round_err_max
-                + q_t * b_t * (g + U_BF16 * (1.0 + g))) * (1.0 + 1e-6)
+                + q_t * b_t * (g + U_BF16 * (1.0 + g)) + extra) * (1.0 + 1e-6)
     if backend is Backend.TORCH:
         c = min(CHUNK, d)
         g = gamma(c + math.ceil(d / c))
     else:
         g = gamma(d)
-    return g * q_norm * db_norm_max * (1.0 + 1e-6)
+    return (g * q_norm * db_norm_max + extra) * (1.0 + 1e-6)
 
 
 def chunked_scores(q: Any, b: Any) -> Any:

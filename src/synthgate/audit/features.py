@@ -129,17 +129,6 @@ def hflip(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block[..., ::-1])
 
 
-def hflip_features(vectors: np.ndarray, width: int) -> np.ndarray:
-    """The features of the mirrored images, from the features (n x d, images of side ``width``).
-
-    Centring and scaling commute with a permutation of pixels, so mirroring a feature vector equals featurising
-    the mirrored image; ``<f(q), f(hflip(b))> = <f(hflip(q)), f(b)>``, so the audit mirrors the queries and keeps
-    one cache entry per training image.
-    """
-    n = len(vectors)
-    return np.ascontiguousarray(vectors.reshape(n, -1, width)[..., ::-1].reshape(n, -1))
-
-
 def renormalise(x: Any) -> Any:
     """Re-centre and re-scale feature images (torch, ... x C x H x W) after a warp, as :func:`pearson_features`
     does (a channel that became constant stays zero)."""

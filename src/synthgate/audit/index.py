@@ -1,9 +1,9 @@
 """The training index: every training image's features, computed once per audit and read by every later step.
 
 One streaming pass over the training set (a memory-mapped store is read block by block) computes, per image, the
-Pearson feature vector (:mod:`synthgate.audit.features`), whether it can be matched at all (zero variance), its
-subject code and its shift-invariant descriptor (:mod:`synthgate.audit.candidates`). The feature vectors are
-kept
+Pearson feature vector (:mod:`synthgate.audit.features`, stored in the mirror basis of :mod:`synthgate.audit.basis`,
+so that one GEMM scores an image and its mirror), whether it can be matched at all (zero variance), its subject
+code and its shift-invariant descriptor (:mod:`synthgate.audit.candidates`). The feature vectors are kept
 
 * **in memory** (on the torch device, so a GPU search never copies them again) when they fit the cache budget;
 * otherwise in a **temporary file** of float32 rows, written once and read back block by block with plain file
@@ -26,6 +26,7 @@ import numpy as np
 
 from synthgate import distributed
 from synthgate.audit.backend import Backend, norm_upper
+from synthgate.audit.basis import from_mirror_basis, sym_columns, to_mirror_basis
 from synthgate.audit.candidates import descriptors
 from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.search import DbBlock, TopK, search_topk
@@ -62,21 +63,22 @@ class TrainingIndex(Protocol):
     def where(self) -> str: ...
 
     def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
-             query_groups: np.ndarray | None = None) -> TopK: ...
+             query_groups: np.ndarray | None = None, mirrors: bool = False) -> TopK: ...
 
-    def rows(self, rows: np.ndarray) -> Any: ...
+    def rows(self, rows: np.ndarray) -> Any: ...  # image-order features
 
 
 @dataclass
 class FeatureCache:
-    """Feature vectors of a training set (see the module docstring). Use as a context manager, or ``close()``.
+    """Feature vectors of a training set (see the module docstring), in the mirror basis: :meth:`blocks` and
+    :meth:`stored_rows` yield them so, :meth:`rows` in image order. Use as a context manager, or ``close()``.
 
     Attributes:
         shape: C' x H x W of a feature image (C' = compared channels).
         valid: n bools, false for zero-variance images (never returned by a search).
         groups: n subject codes (a query never gets a row of its own group, for the subject-disjoint null).
         descriptors: n x D float32 shift-invariant descriptors.
-        norms: n upper bounds on the feature norms (the search's error bound needs them for every block).
+        norms: n upper bounds on the stored vectors' norms (the search's error bound needs them for every block).
         block_size: rows per block of :meth:`blocks`.
         where: ``"memory"`` or ``"file"``.
     """
@@ -118,21 +120,32 @@ class FeatureCache:
         self._memory = None
         self._buffer = None
 
+    @property
+    def sym_columns(self) -> int:
+        """Columns of the symmetric part of a stored vector (:func:`~synthgate.audit.basis.sym_columns`)."""
+        return sym_columns(self.shape)
+
     def blocks(self) -> Iterator[DbBlock]:
-        """The features as search blocks (:class:`~synthgate.audit.search.DbBlock`), in row order."""
+        """The stored vectors as search blocks (:class:`~synthgate.audit.search.DbBlock`), in row order."""
         for start in range(0, self.n, self.block_size):
             stop = min(self.n, start + self.block_size)
             vec = self._memory[start:stop] if self._memory is not None else self._read_range(start, stop)
             yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
 
     def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
-             query_groups: np.ndarray | None = None) -> TopK:
-        """Exact top-``k`` rows of each query (:func:`~synthgate.audit.search.search_topk` over the cache's blocks,
-        the exact scores gathered by row)."""
-        return search_topk(queries, self.blocks, k, backend, device, query_groups=query_groups, rows=self.rows)
+             query_groups: np.ndarray | None = None, mirrors: bool = False) -> TopK:
+        """Exact top-``k`` rows of each query, given in the mirror basis
+        (:func:`~synthgate.audit.search.search_topk` over the cache's blocks, the exact scores gathered by row);
+        with ``mirrors`` also of each query's mirror (result rows ``n .. 2 n - 1``)."""
+        return search_topk(queries, self.blocks, k, backend, device, query_groups=query_groups,
+                           rows=self.stored_rows, mirror_at=self.sym_columns if mirrors else None)
 
     def rows(self, rows: np.ndarray) -> Any:
-        """Feature vectors of ``rows`` (in that order): a torch tensor on the cache's device."""
+        """Image-order feature vectors of ``rows`` (in that order): a float32 torch tensor on the cache's device."""
+        return from_mirror_basis(self.stored_rows(rows), self.shape)
+
+    def stored_rows(self, rows: np.ndarray) -> Any:
+        """The stored vectors (mirror basis) of ``rows`` (in that order): a torch tensor on the cache's device."""
         import torch
 
         rows = np.asarray(rows, dtype=np.int64)
@@ -219,21 +232,21 @@ def build_feature_cache(
             cache._fd = fd
             cache._buffer = np.empty((cache.block_size, dim), np.float32)
             writer = _BackgroundWriter(fd, min(block_size, n), dim)
-        direct = cache._memory is not None and cache._memory.device.type == "cpu"
+        scratch = np.empty((min(block_size, n), dim), np.float32)  # image-order features of a block
         digests: list[str] = []
         for start, block in train.iter_blocks(block_size):
             rows = slice(start, start + len(block))
             check_finite(block, train.ids, start, set_name)
             digests.extend(block_digests(block))  # content hashes bind the audit (data/manifest.py)
-            dest = cache._memory[rows].numpy() if direct else writer.buffer(len(block)) if writer else None
-            f = pearson_features(block, channels, train.label_channel, dest)
+            f = pearson_features(block, channels, train.label_channel, scratch[: len(block)])
             valid[rows] = f.valid
-            cache.norms[rows] = norm_upper(f.vectors)
             desc.append(descriptors(f.vectors, (c, h, w)))
             if writer is not None:
-                writer.write(f.vectors, start * dim * 4)
-            elif not direct:
-                cache._memory[rows] = torch.from_numpy(f.vectors).to(device)
+                stored = to_mirror_basis(f.vectors, (c, h, w), torch.from_numpy(writer.buffer(len(block))))
+                writer.write(stored.numpy(), start * dim * 4)
+            else:
+                stored = to_mirror_basis(torch.from_numpy(f.vectors).to(device), (c, h, w), cache._memory[rows])
+            cache.norms[rows] = norm_upper(stored)
             if progress is not None:
                 progress(start + len(block), n)
         if writer is not None:

@@ -17,8 +17,9 @@ import numpy as np
 
 from synthgate.audit.align import Alignment, align_block
 from synthgate.audit.backend import Backend
+from synthgate.audit.basis import to_mirror_basis
 from synthgate.audit.candidates import descriptor_candidates, descriptor_images, descriptors
-from synthgate.audit.features import check_finite, hflip_features, pearson_features
+from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.index import TrainingIndex
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
@@ -192,12 +193,8 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingI
                 out: SetScores) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k index entries (and scores) of each query over training images and their mirrors."""
     k, nq = settings.k, len(vectors)
-    if settings.flips:
-        q = np.concatenate([vectors, hflip_features(vectors, cache.shape[-1])])
-        g = None if groups is None else np.concatenate([groups, groups])
-    else:
-        q, g = vectors, groups
-    top = cache.topk(q, k, settings.backend, settings.device, g)
+    q = to_mirror_basis(vectors, cache.shape).numpy()  # the basis of the index: one GEMM scores both mirrors
+    top = cache.topk(q, k, settings.backend, settings.device, groups, mirrors=settings.flips)
     out.n_fallback += top.n_fallback
     out.n_exact += top.n_exact
     if not settings.flips:

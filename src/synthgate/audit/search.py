@@ -12,6 +12,9 @@ One pass over the database. For each block:
    gathered by row, at the end: about ``k`` pairs per query. Without it they are scored while their block is in
    memory (every running record of the pass), so the database is still read once.
 
+With ``mirror_at`` (queries and database in the mirror basis, :mod:`synthgate.audit.basis`) each query's
+left-right mirror is searched too, from the same two half-width GEMMs (``sym + anti`` and ``sym - anti``).
+
 Every pair that is not scored exactly has an approximate score of at most ``U`` (tracked per query), so its exact
 score is at most ``U + B``. When that is below the k-th exact score the exact top-k is proven. A query the
 bound cannot settle (dense scores, or the loose bound of bf16) is searched again with every row considered
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from synthgate.audit.backend import Backend, chunked_scores, error_bound, norm_upper, resolve_backend
+from synthgate.audit.basis import mirror_in_basis
 from synthgate.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -127,27 +131,44 @@ class _Searcher:
     """One search: queries, settings and the running state."""
 
     def __init__(self, queries: np.ndarray, k: int, backend: Backend, device: str, pad: int | None,
-                 query_groups: np.ndarray | None, rows: RowReader | None = None) -> None:
+                 query_groups: np.ndarray | None, rows: RowReader | None = None,
+                 mirror_at: int | None = None) -> None:
         import torch
 
         self.q = np.ascontiguousarray(queries, dtype=np.float32)
         self.k, self.backend, self.device = k, backend, device
+        self.mirror_at = mirror_at  # result rows n .. 2 n - 1 are the queries' mirrors
+        copies = 2 if mirror_at is not None else 1
         self.p = None if pad is None else k + pad  # None: every row of a block is a candidate
         # with random access to the rows, exact scoring waits for the end of the pass (see finish())
         self.rows = rows if self.p is not None else None
-        self.groups = query_groups
+        self.groups = None if query_groups is None else np.tile(query_groups, copies)
         self.tq = torch.from_numpy(self.q).to(device)
-        self.q_norm = norm_upper(self.q)
+        self.q_norm = np.tile(norm_upper(self.q), copies)  # a mirror has the same norm
         self.q_round_err = None
         if backend is Backend.BF16:
             self.tq = self.tq.to(torch.bfloat16)
-            self.q_round_err = norm_upper(self.q - self.tq.float().cpu().numpy())
-        self.run = _Running.empty(len(self.q), k, self.p if self.rows is not None and self.p is not None else 0)
+            self.q_round_err = np.tile(norm_upper(self.q - self.tq.float().cpu().numpy()), copies)
+        if backend is Backend.FAISS and mirror_at is not None:  # faiss takes contiguous arrays
+            self.q_parts = (np.ascontiguousarray(self.q[:, :mirror_at]), np.ascontiguousarray(self.q[:, mirror_at:]))
+        n_out = len(self.q) * copies
+        self.run = _Running.empty(n_out, k, self.p if self.rows is not None and self.p is not None else 0)
         self.db_norm_max = 0.0
         self.db_round_err_max = 0.0
 
+    def query_rows(self, qi: np.ndarray) -> np.ndarray:
+        """The float32 vectors of result rows ``qi`` (rows past the queries are their mirrors)."""
+        n = len(self.q)
+        if self.mirror_at is None:
+            return self.q[qi]
+        got = self.q[qi % n]
+        mirrored = qi >= n
+        if mirrored.any():
+            got[mirrored] = mirror_in_basis(got[mirrored], self.mirror_at)
+        return got
+
     def scores(self, block: DbBlock) -> Any:
-        """n_q x n_b approximate scores (torch float32 on the device), masked pairs at -inf."""
+        """n_out x n_b approximate scores (torch float32 on the device), masked pairs at -inf."""
         import torch
 
         b = block.vectors
@@ -158,27 +179,45 @@ class _Searcher:
         if self.backend is Backend.BF16:
             bb = b.to(torch.bfloat16)
             self.db_round_err_max = max(self.db_round_err_max, float(norm_upper(b - bb.float()).max()))
-            st = (self.tq @ bb.T).float()
-        elif self.backend is Backend.FAISS:
-            import faiss
-
-            # all scores of the block through faiss's inner-product kernel (the one IndexFlatIP uses)
-            st = torch.from_numpy(faiss.pairwise_distances(self.q, b.cpu().numpy(), faiss.METRIC_INNER_PRODUCT))
+            b = bb
+        m = self.mirror_at
+        if m is None:
+            st = self._products(self.tq, b, self.q)
         else:
-            tf32 = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = False  # the bound assumes true fp32 products
-            try:
-                st = chunked_scores(self.tq, b)
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = tf32
+            sym = self._products(self.tq[:, :m], b[:, :m], self.q_parts[0] if self.backend is Backend.FAISS else None)
+            anti = self._products(self.tq[:, m:], b[:, m:], self.q_parts[1] if self.backend is Backend.FAISS else None)
+            n = len(self.q)
+            st = torch.empty((2 * n, sym.shape[1]), dtype=torch.float32, device=sym.device)
+            torch.add(sym, anti, out=st[:n])
+            torch.sub(sym, anti, out=st[n:])
         mask = _allowed(block, self.groups, st.device)
         if mask is not None:
             st.masked_fill_(~mask, -torch.inf)
         return st
 
+    def _products(self, tq: Any, b: Any, q_faiss: np.ndarray | None) -> Any:
+        """Approximate ``tq @ b.T`` (torch float32) by the search's backend."""
+        import torch
+
+        if self.backend is Backend.BF16:
+            return (tq @ b.T).float()
+        if self.backend is Backend.FAISS:
+            import faiss
+
+            assert q_faiss is not None
+            # all scores of the block through faiss's inner-product kernel (the one IndexFlatIP uses)
+            return torch.from_numpy(faiss.pairwise_distances(q_faiss, np.ascontiguousarray(b.cpu().numpy()),
+                                                             faiss.METRIC_INNER_PRODUCT))
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # the bound assumes true fp32 products
+        try:
+            return chunked_scores(tq, b)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+
     def bound(self) -> np.ndarray:
         return error_bound(self.backend, self.q.shape[1], self.q_norm, self.db_norm_max, self.q_round_err,
-                           self.db_round_err_max)
+                           self.db_round_err_max, halves=self.mirror_at is not None)
 
     def add_block(self, block: DbBlock) -> None:
         import torch
@@ -243,7 +282,7 @@ class _Searcher:
         scores = np.empty(len(qi))
         for a in range(0, len(qi), PAIR_BATCH):
             got = _as_float32(self.rows(gi[a : a + PAIR_BATCH]))
-            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.q[qi[a : a + PAIR_BATCH]])
+            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.query_rows(qi[a : a + PAIR_BATCH]))
         run.n_exact += len(qi)
         _merge_exact(run, qi, scores, gi)
 
@@ -255,7 +294,7 @@ class _Searcher:
         for a in range(0, len(qi), PAIR_BATCH):
             r = rows[a : a + PAIR_BATCH]
             got = _as_float32(vec[torch.from_numpy(r).to(vec.device)] if isinstance(vec, torch.Tensor) else vec[r])
-            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.q[qi[a : a + PAIR_BATCH]])
+            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.query_rows(qi[a : a + PAIR_BATCH]))
         self.run.n_exact += len(qi)
         _merge_exact(self.run, qi, scores, block.start + rows)
 
@@ -295,6 +334,7 @@ def search_topk(
     pad: int | None = None,
     query_groups: np.ndarray | None = None,
     rows: RowReader | None = None,
+    mirror_at: int | None = None,
 ) -> TopK:
     """Exact top-``k`` inner-product neighbours of each query over a streamed database.
 
@@ -311,9 +351,12 @@ def search_topk(
             each query's ``P`` best approximate pairs and scores exactly, at its end, only those that can still
             reach the top-k, gathered by row: about ``k`` pairs per query instead of every running record of
             the pass.
+        mirror_at: queries and database are in the mirror basis (:mod:`synthgate.audit.basis`) with this many
+            symmetric columns first: each query's mirror (``anti`` negated) is searched too, from the same two
+            half-width GEMMs. Result rows ``n_q .. 2 n_q - 1`` are the mirrors'.
 
     Returns:
-        :class:`TopK`, ties broken to the lowest database index.
+        :class:`TopK` (``2 n_q`` rows with ``mirror_at``), ties broken to the lowest database index.
 
     Raises:
         UsageError: ``k < 1`` or an unknown backend.
@@ -322,7 +365,7 @@ def search_topk(
         raise UsageError(f"k must be >= 1, got {k}")
     be = resolve_backend(backend, device)
     pad = pad if pad is not None else (64 if be is Backend.BF16 else 16)
-    s = _Searcher(queries, k, be, device, pad, query_groups, rows)
+    s = _Searcher(queries, k, be, device, pad, query_groups, rows, mirror_at)
     for block in database():
         s.add_block(block)
     s.finish()
@@ -331,9 +374,9 @@ def search_topk(
     redo = s.unsettled()
     if len(redo):
         logger.info("%d of %d queries searched again with every row considered (bound not conclusive)",
-                    len(redo), len(s.q))
-        again = _Searcher(s.q[redo], k, Backend.TORCH, device, None,
-                          None if query_groups is None else query_groups[redo])
+                    len(redo), len(scores))
+        again = _Searcher(s.query_rows(redo), k, Backend.TORCH, device, None,
+                          None if s.groups is None else s.groups[redo])
         for block in database():
             again.add_block(block)
         assert len(again.unsettled()) == 0, "an uncapped search always settles"

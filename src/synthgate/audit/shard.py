@@ -78,15 +78,16 @@ class ShardedIndex:
         for b in self.local.blocks():  # this rank's rows, numbered as in the training set
             yield DbBlock(self.offset + b.start, b.vectors, b.valid, b.groups, b.norms)
 
-    def _own_rows(self, rows: np.ndarray) -> Any:
-        return self.local.rows(np.asarray(rows, np.int64) - self.offset)
+    def _own_stored_rows(self, rows: np.ndarray) -> Any:
+        return self.local.stored_rows(np.asarray(rows, np.int64) - self.offset)
 
     def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
-             query_groups: np.ndarray | None = None) -> TopK:
+             query_groups: np.ndarray | None = None, mirrors: bool = False) -> TopK:
         """The exact top-``k`` over every rank's rows (see the module docstring); every rank returns it."""
         def local() -> tuple[np.ndarray, np.ndarray, int, int]:  # inside gather_checked: a failure stops every rank
             mine = search_topk(queries, self._blocks, k, backend, device, query_groups=query_groups,
-                               rows=self._own_rows)
+                               rows=self._own_stored_rows,
+                               mirror_at=self.local.sym_columns if mirrors else None)
             return mine.scores, mine.indices, mine.n_fallback, mine.n_exact
 
         parts = distributed.gather_checked(local)
@@ -97,8 +98,8 @@ class ShardedIndex:
                     n_fallback=sum(p[2] for p in parts), n_exact=sum(p[3] for p in parts))
 
     def rows(self, rows: np.ndarray) -> Any:
-        """Feature vectors of ``rows`` from whichever rank owns each: a collective, every rank calls it with the
-        same rows (they all run the same query blocks)."""
+        """Image-order feature vectors of ``rows`` from whichever rank owns each: a collective, every rank calls it
+        with the same rows (they all run the same query blocks)."""
         import torch
         import torch.distributed as dist
 
@@ -109,7 +110,7 @@ class ShardedIndex:
         def fill() -> None:  # a failed read on one rank stops every rank instead of leaving them in the all-reduce
             if own.any():
                 sel = torch.from_numpy(np.flatnonzero(own)).to(out.device)
-                out[sel] = self._own_rows(rows[own]).to(out.device)
+                out[sel] = self.local.rows(rows[own] - self.offset).to(out.device)
 
         distributed.gather_checked(fill)
         dist.all_reduce(out)  # each value has one non-zero term: the sum is that value, exactly
