@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synthgate.audit.backend import Backend, error_bound
-from synthgate.audit.search import DbBlock, brute_force_topk, exact_pair_scores, search_topk
+from synthgate.audit.search import DbBlock, best_first, brute_force_topk, exact_pair_scores, search_topk
 from synthgate.errors import UsageError
 
 
@@ -103,6 +103,11 @@ def test_bf16_fallback_keeps_exactness(gather: bool) -> None:
     top = search_topk(q, database, 5, Backend.BF16, pad=0, rows=gathered(db, gather))
     assert top.n_fallback == 3
     np.testing.assert_array_equal(top.indices, ref_i)
+    # with mirrors, the fallback keeps them: entries 2 j (+1), and the mirrored query finds the mirrored rows
+    mirrored = np.concatenate([q[:, :128], -q[:, 128:]], axis=1)
+    top = search_topk(mirrored, database, 5, Backend.BF16, pad=0, rows=gathered(db, gather), mirror_at=128)
+    assert top.n_fallback == 3
+    np.testing.assert_array_equal(top.indices, 2 * ref_i + 1)
 
 
 def test_error_bound_holds_for_bf16_and_fp32() -> None:
@@ -200,7 +205,7 @@ def _smooth_images(n: int, c: int, h: int, w: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("gather", [False, True])
 @pytest.mark.parametrize("backend", list(Backend))
 @pytest.mark.parametrize("width", [16, 15])
-def test_mirror_search_equals_brute_force_over_queries_and_their_mirrors(backend: Backend, gather: bool,
+def test_mirror_search_equals_brute_force_over_rows_and_their_mirrors(backend: Backend, gather: bool,
                                                                          width: int) -> None:
     from synthgate.audit.basis import mirror_in_basis, sym_columns, to_mirror_basis
 
@@ -211,13 +216,19 @@ def test_mirror_search_equals_brute_force_over_queries_and_their_mirrors(backend
     db, q = to_mirror_basis(x[:180], shape).numpy(), to_mirror_basis(x[180:], shape).numpy()
     s = sym_columns(shape)
     groups, qg = np.arange(len(db)) // 10, np.arange(len(q)) % 7 + 5
-    both = np.concatenate([q, mirror_in_basis(q, s)])
     database = make_db(db, 64, groups=groups)
-    ref_s, ref_i = brute_force_topk(both, database, 4, np.tile(qg, 2))
+    # reference: every row and every mirrored row scored exactly; entry 2 j (+1 mirrored), ties to the lower entry
+    plain_s, plain_i = brute_force_topk(q, database, 4, qg)
+    mirr_s, mirr_i = brute_force_topk(mirror_in_basis(q, s), database, 4, qg)
+    ref_s = np.concatenate([plain_s, mirr_s], axis=1)
+    ref_i = np.concatenate([2 * plain_i, 2 * mirr_i + 1], axis=1)
+    order = best_first(ref_s, ref_i)[:, :4]
+    ref_s, ref_i = np.take_along_axis(ref_s, order, 1), np.take_along_axis(ref_i, order, 1)
     top = search_topk(q, database, 4, backend, query_groups=qg, rows=gathered(db, gather), mirror_at=s)
     np.testing.assert_array_equal(top.indices, ref_i)
     np.testing.assert_array_equal(top.scores, ref_s)
-    assert top.indices[len(q) + 20, 0] == 0 and top.scores[len(q) + 20, 0] == pytest.approx(1.0, abs=1e-6)
+    assert top.indices[20, 0] == 1 and top.scores[20, 0] == pytest.approx(1.0, abs=1e-6)  # image 0, mirrored
+    assert (top.indices[:, 0] % 2 == 1).any() and (top.indices[:, 0] % 2 == 0).any()
     if backend is not Backend.BF16:
         assert top.n_fallback == 0
 

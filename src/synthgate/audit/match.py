@@ -23,7 +23,6 @@ from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.index import TrainingIndex
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
-from synthgate.audit.search import best_first
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
 from synthgate.data.imageset import ImageSet
 
@@ -192,20 +191,11 @@ def score_queries(
 def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings,
                 out: SetScores) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k index entries (and scores) of each query over training images and their mirrors."""
-    k, nq = settings.k, len(vectors)
     q = to_mirror_basis(vectors, cache.shape).numpy()  # the basis of the index: one GEMM scores both mirrors
-    top = cache.topk(q, k, settings.backend, settings.device, groups, mirrors=settings.flips)
+    top = cache.topk(q, settings.k, settings.backend, settings.device, groups, mirrors=settings.flips)
     out.n_fallback += top.n_fallback
     out.n_exact += top.n_exact
-    if not settings.flips:
-        return top.indices, top.scores
-    # entry 2 j (+1 mirrored); merge the plain and the mirrored query's lists, ties to the lower entry
-    idx = np.concatenate([top.indices[:nq], top.indices[nq:]], axis=1)
-    flip = np.concatenate([np.zeros((nq, k), np.int64), np.ones((nq, k), np.int64)], axis=1)
-    sc = np.concatenate([top.scores[:nq], top.scores[nq:]], axis=1)
-    ent = np.where(idx >= 0, 2 * idx + flip, -1)
-    order = best_first(sc, ent)[:, :k]
-    return np.take_along_axis(ent, order, 1), np.take_along_axis(sc, order, 1)
+    return top.indices, top.scores  # entries: 2 j (+1 mirrored) with flips, j without
 
 
 def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entries: np.ndarray,

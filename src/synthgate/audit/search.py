@@ -12,8 +12,9 @@ One pass over the database. For each block:
    gathered by row, at the end: about ``k`` pairs per query. Without it they are scored while their block is in
    memory (every running record of the pass), so the database is still read once.
 
-With ``mirror_at`` (queries and database in the mirror basis, :mod:`synthgate.audit.basis`) each query's
-left-right mirror is searched too, from the same two half-width GEMMs (``sym + anti`` and ``sym - anti``).
+With ``mirror_at`` (queries and database in the mirror basis, :mod:`synthgate.audit.basis`) the database holds
+every row and its left-right mirror, as entries ``2 j`` and ``2 j + 1``, both scored by the same two half-width
+GEMMs (``sym + anti`` and ``sym - anti``); a query keeps its top-k over all entries.
 
 Every pair that is not scored exactly has an approximate score of at most ``U`` (tracked per query), so its exact
 score is at most ``U + B``. When that is below the k-th exact score the exact top-k is proven. A query the
@@ -137,38 +138,40 @@ class _Searcher:
 
         self.q = np.ascontiguousarray(queries, dtype=np.float32)
         self.k, self.backend, self.device = k, backend, device
-        self.mirror_at = mirror_at  # result rows n .. 2 n - 1 are the queries' mirrors
-        copies = 2 if mirror_at is not None else 1
+        self.mirror_at = mirror_at
+        self.per_row = 2 if mirror_at is not None else 1  # database entries per row: the row, and its mirror
         self.p = None if pad is None else k + pad  # None: every row of a block is a candidate
         # with random access to the rows, exact scoring waits for the end of the pass (see finish())
         self.rows = rows if self.p is not None else None
-        self.groups = None if query_groups is None else np.tile(query_groups, copies)
+        self.groups = query_groups
         self.tq = torch.from_numpy(self.q).to(device)
-        self.q_norm = np.tile(norm_upper(self.q), copies)  # a mirror has the same norm
+        self.q_norm = norm_upper(self.q)  # a mirror has the same norm
         self.q_round_err = None
         if backend is Backend.BF16:
             self.tq = self.tq.to(torch.bfloat16)
-            self.q_round_err = np.tile(norm_upper(self.q - self.tq.float().cpu().numpy()), copies)
+            self.q_round_err = norm_upper(self.q - self.tq.float().cpu().numpy())
         if backend is Backend.FAISS and mirror_at is not None:  # faiss takes contiguous arrays
             self.q_parts = (np.ascontiguousarray(self.q[:, :mirror_at]), np.ascontiguousarray(self.q[:, mirror_at:]))
-        n_out = len(self.q) * copies
-        self.run = _Running.empty(n_out, k, self.p if self.rows is not None and self.p is not None else 0)
+        self.run = _Running.empty(len(self.q), k, self.p if self.rows is not None and self.p is not None else 0)
         self.db_norm_max = 0.0
         self.db_round_err_max = 0.0
 
-    def query_rows(self, qi: np.ndarray) -> np.ndarray:
-        """The float32 vectors of result rows ``qi`` (rows past the queries are their mirrors)."""
-        n = len(self.q)
-        if self.mirror_at is None:
-            return self.q[qi]
-        got = self.q[qi % n]
-        mirrored = qi >= n
+    def pair_vectors(self, qi: np.ndarray, entries: np.ndarray, rows: Callable[[np.ndarray], Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(database vectors, query vectors) of the pairs (query ``qi``, database entry): an entry's row from
+        ``rows``, and the query, mirrored (``anti`` negated, exact) where the entry is a row's mirror, which has
+        the same products as mirroring the row."""
+        got = _as_float32(rows(entries // self.per_row))
+        q = self.q[qi]
+        mirrored = entries % self.per_row == 1
         if mirrored.any():
-            got[mirrored] = mirror_in_basis(got[mirrored], self.mirror_at)
-        return got
+            assert self.mirror_at is not None
+            q[mirrored] = mirror_in_basis(q[mirrored], self.mirror_at)
+        return got, q
 
     def scores(self, block: DbBlock) -> Any:
-        """n_out x n_b approximate scores (torch float32 on the device), masked pairs at -inf."""
+        """n_q x (entries of the block) approximate scores (torch float32 on the device), masked pairs at -inf;
+        with mirrors, column ``2 c + 1`` is row ``c`` mirrored."""
         import torch
 
         b = block.vectors
@@ -186,13 +189,13 @@ class _Searcher:
         else:
             sym = self._products(self.tq[:, :m], b[:, :m], self.q_parts[0] if self.backend is Backend.FAISS else None)
             anti = self._products(self.tq[:, m:], b[:, m:], self.q_parts[1] if self.backend is Backend.FAISS else None)
-            n = len(self.q)
-            st = torch.empty((2 * n, sym.shape[1]), dtype=torch.float32, device=sym.device)
-            torch.add(sym, anti, out=st[:n])
-            torch.sub(sym, anti, out=st[n:])
+            both = torch.empty((*sym.shape, 2), dtype=torch.float32, device=sym.device)
+            torch.add(sym, anti, out=both[..., 0])
+            torch.sub(sym, anti, out=both[..., 1])
+            st = both.view(sym.shape[0], -1)
         mask = _allowed(block, self.groups, st.device)
         if mask is not None:
-            st.masked_fill_(~mask, -torch.inf)
+            st.masked_fill_(~mask.repeat_interleave(self.per_row, dim=1), -torch.inf)
         return st
 
     def _products(self, tq: Any, b: Any, q_faiss: np.ndarray | None) -> Any:
@@ -222,9 +225,10 @@ class _Searcher:
     def add_block(self, block: DbBlock) -> None:
         import torch
 
-        nb = len(block.vectors)
+        nb = len(block.vectors) * self.per_row  # entries of the block
         if nb == 0:
             return
+        first = block.start * self.per_row
         st = self.scores(block)
         run, k = self.run, self.k
         if self.p is None or nb <= self.p:
@@ -237,14 +241,13 @@ class _Searcher:
         v = vals.double().cpu().numpy()
         ix = idx.cpu().numpy().astype(np.int64)
         if self.rows is not None:
-            self._pool(v, block.start + ix)
+            self._pool(v, first + ix)
             return
         both = np.concatenate([run.approx_k, v[:, :k]], axis=1)
         run.approx_k = -np.sort(-both, axis=1)[:, :k]
         qi, col = np.nonzero(self._can_reach_topk(v, run.approx_k[:, k - 1]))
-        rows = ix[qi, col]
         if len(qi):
-            self._score_exact(block, qi, rows)
+            self._score_exact(block, qi, ix[qi, col])
 
     def _can_reach_topk(self, v: np.ndarray, kth_approx: np.ndarray) -> np.ndarray:
         """Which approximate scores ``v`` (n_q x m) are within ``2 B`` of each query's k-th best approximate score,
@@ -281,22 +284,26 @@ class _Searcher:
         qi, gi = qi[order], gi[order]
         scores = np.empty(len(qi))
         for a in range(0, len(qi), PAIR_BATCH):
-            got = _as_float32(self.rows(gi[a : a + PAIR_BATCH]))
-            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.query_rows(qi[a : a + PAIR_BATCH]))
+            sl = slice(a, a + PAIR_BATCH)
+            scores[sl] = exact_pair_scores(*self.pair_vectors(qi[sl], gi[sl], self.rows))
         run.n_exact += len(qi)
         _merge_exact(run, qi, scores, gi)
 
-    def _score_exact(self, block: DbBlock, qi: np.ndarray, rows: np.ndarray) -> None:
+    def _score_exact(self, block: DbBlock, qi: np.ndarray, entries: np.ndarray) -> None:
+        """Score pairs exactly while their block is in memory (``entries`` numbered within the block)."""
         import torch
 
         vec = block.vectors
+
+        def rows(r: np.ndarray) -> Any:
+            return vec[torch.from_numpy(r).to(vec.device)] if isinstance(vec, torch.Tensor) else vec[r]
+
         scores = np.empty(len(qi))
         for a in range(0, len(qi), PAIR_BATCH):
-            r = rows[a : a + PAIR_BATCH]
-            got = _as_float32(vec[torch.from_numpy(r).to(vec.device)] if isinstance(vec, torch.Tensor) else vec[r])
-            scores[a : a + PAIR_BATCH] = exact_pair_scores(got, self.query_rows(qi[a : a + PAIR_BATCH]))
+            sl = slice(a, a + PAIR_BATCH)
+            scores[sl] = exact_pair_scores(*self.pair_vectors(qi[sl], entries[sl], rows))
         self.run.n_exact += len(qi)
-        _merge_exact(self.run, qi, scores, block.start + rows)
+        _merge_exact(self.run, qi, scores, block.start * self.per_row + entries)
 
     def unsettled(self) -> np.ndarray:
         """Queries whose top-k is not proven: a pair not scored exactly could still reach the k-th score."""
@@ -352,11 +359,11 @@ def search_topk(
             reach the top-k, gathered by row: about ``k`` pairs per query instead of every running record of
             the pass.
         mirror_at: queries and database are in the mirror basis (:mod:`synthgate.audit.basis`) with this many
-            symmetric columns first: each query's mirror (``anti`` negated) is searched too, from the same two
-            half-width GEMMs. Result rows ``n_q .. 2 n_q - 1`` are the mirrors'.
+            symmetric columns first: the database holds every row ``j`` as entry ``2 j`` and its left-right
+            mirror as entry ``2 j + 1``, and the results are entries (ties to the lower, unmirrored one).
 
     Returns:
-        :class:`TopK` (``2 n_q`` rows with ``mirror_at``), ties broken to the lowest database index.
+        :class:`TopK`, ties broken to the lowest database index (entry, with ``mirror_at``).
 
     Raises:
         UsageError: ``k < 1`` or an unknown backend.
@@ -374,9 +381,9 @@ def search_topk(
     redo = s.unsettled()
     if len(redo):
         logger.info("%d of %d queries searched again with every row considered (bound not conclusive)",
-                    len(redo), len(scores))
-        again = _Searcher(s.query_rows(redo), k, Backend.TORCH, device, None,
-                          None if s.groups is None else s.groups[redo])
+                    len(redo), len(s.q))
+        again = _Searcher(s.q[redo], k, Backend.TORCH, device, None,
+                          None if query_groups is None else query_groups[redo], mirror_at=mirror_at)
         for block in database():
             again.add_block(block)
         assert len(again.unsettled()) == 0, "an uncapped search always settles"
