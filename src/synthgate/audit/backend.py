@@ -26,9 +26,6 @@ U_FP32 = 2.0**-24
 U_BF16 = 2.0**-8
 #: Columns per fp32 partial product (see the module docstring).
 CHUNK = 1024
-#: Rows per float64 norm: the cast's work array stays below glibc's mmap threshold (32 MiB), so it is reused
-#: instead of mapped and page-faulted afresh for every block.
-NORM_ROWS = 32
 
 
 class Backend(StrEnum):
@@ -59,16 +56,18 @@ def resolve_backend(backend: Backend | str, device: str) -> Backend:
 def norm_upper(x: Any) -> np.ndarray:
     """Upper bounds on the Euclidean norms of the rows of a float32 array or tensor (float64 numpy).
 
-    Rows are taken :data:`NORM_ROWS` at a time: the float64 norm casts its input, and a cast of a whole block
-    would be a fresh allocation of twice the block's size.
+    The norms are computed in fp32 (no float64 copy of the rows: 5x faster) and widened by their worst-case
+    error: a sum of ``d`` non-negative fp32 terms in any order is within ``gamma_d`` of the exact sum, and the
+    squares and the square root round a few more times. At ``d = 65,536`` the bound is 0.2 % above the norm,
+    which widens the search's error bound (proportional to the norms) by as much.
     """
     import torch
 
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    n = torch.empty(len(t), dtype=torch.float64, device=t.device)
-    for a in range(0, len(t), NORM_ROWS):
-        n[a : a + NORM_ROWS] = torch.linalg.vector_norm(t[a : a + NORM_ROWS].float(), dim=1, dtype=torch.float64)
-    return n.cpu().numpy() * (1.0 + 1e-12)
+    d = max(1, int(np.prod(t.shape[1:])))
+    n = torch.linalg.vector_norm(t.float(), dim=tuple(range(1, t.dim())) or None).double().cpu().numpy()
+    # + 1e-30: squares below fp32's smallest normal may flush to zero
+    return (n * math.sqrt(1.0 / (1.0 - gamma(d))) + 1e-30) * (1.0 + 4 * U_FP32)
 
 
 def gamma(n: int, u: float = U_FP32) -> float:

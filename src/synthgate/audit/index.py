@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -223,6 +224,7 @@ def build_feature_cache(
     cache = FeatureCache(shape=(c, h, w), valid=valid, groups=np.asarray(groups, np.int64), descriptors=np.empty(0),
                          norms=np.zeros(n), block_size=search_block or block_size, device=device)
     writer: _BackgroundWriter | None = None
+    hasher: ThreadPoolExecutor | None = None
     try:
         if in_memory:
             cache._memory = torch.empty((n, dim), dtype=torch.float32, device=device)
@@ -234,10 +236,13 @@ def build_feature_cache(
             writer = _BackgroundWriter(fd, min(block_size, n), dim)
         scratch = np.empty((min(block_size, n), dim), np.float32)  # image-order features of a block
         digests: list[str] = []
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="synthgate-hash")  # shut down in ``finally``
         for start, block in train.iter_blocks(block_size):
             rows = slice(start, start + len(block))
             check_finite(block, train.ids, start, set_name)
-            digests.extend(block_digests(block))  # content hashes bind the audit (data/manifest.py)
+            # content hashes bind the audit (data/manifest.py); hashlib releases the GIL, so the block is hashed
+            # on another thread while it is featurised
+            hashed = hasher.submit(block_digests, block)
             f = pearson_features(block, channels, train.label_channel, scratch[: len(block)])
             valid[rows] = f.valid
             desc.append(descriptors(f.vectors, (c, h, w)))
@@ -247,6 +252,7 @@ def build_feature_cache(
             else:
                 stored = to_mirror_basis(torch.from_numpy(f.vectors).to(device), (c, h, w), cache._memory[rows])
             cache.norms[rows] = norm_upper(stored)
+            digests.extend(hashed.result())  # before the next block is read (a failure waits in ``finally``)
             if progress is not None:
                 progress(start + len(block), n)
         if writer is not None:
@@ -256,6 +262,9 @@ def build_feature_cache(
             writer.close(quiet=True)
         cache.close()
         raise
+    finally:
+        if hasher is not None:
+            hasher.shutdown(wait=True)
     remember_manifest(train, digests)
     cache.descriptors = np.concatenate(desc) if desc else np.zeros((0, 1), np.float32)
     logger.info("feature cache: %d x %d float32 in %s", n, dim, cache.where)

@@ -270,9 +270,13 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
         sl = slice(a, a + settings.align_block)
         p = pos[sl]
         imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
-        # pairs: the best match (moved by its transform) and the first pixel candidates (as they are)
+        # pairs: the best match (moved by its transform) and the first pixel candidates (as they are); a best
+        # match that is not moved and is one of those candidates is the same pair, scored once
         best_entry = np.where(out.train_row[p] >= 0, out.train_row[p] * m + (out.flip[p] if m == 2 else 0), -1)
-        pairs = np.concatenate([best_entry[:, None], entries[sl, :EXTRA_PIXEL_CANDIDATES]], axis=1)
+        pixel = entries[sl, :EXTRA_PIXEL_CANDIDATES]
+        unmoved = (out.angle_deg[p] == 0) & (out.scale[p] == 1) & (out.shift_y[p] == 0) & (out.shift_x[p] == 0)
+        best_entry = np.where(unmoved & (pixel == best_entry[:, None]).any(axis=1), -1, best_entry)
+        pairs = np.concatenate([best_entry[:, None], pixel], axis=1)
         qi, col = np.nonzero(pairs >= 0)
         if not len(qi):
             continue
