@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from synthgate.audit.align import align_block
-from synthgate.audit.candidates import descriptors
+from synthgate.audit.candidates import descriptor_candidates, descriptor_sym_size, descriptors
 from synthgate.audit.features import pearson_features
 from synthgate.audit.planted import _geom
 from synthgate.audit.transforms import apply_match_transform, make_warps, transform_name
@@ -111,6 +111,30 @@ def test_descriptor_is_shift_invariant_and_discriminative() -> None:
     sim = dm @ d.T
     assert (np.argmax(sim, axis=1) == np.arange(6)).all()
     np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", [64, 20, 8])
+def test_descriptor_of_a_mirror_is_a_sign_and_mirrors_are_searched(side: int) -> None:
+    import torch.nn.functional as F
+
+    x = F.interpolate(torch.from_numpy(blob_images(12, seed=15)), size=(side, side), mode="bilinear").numpy()
+    shape = (2, side, side)
+    f = pearson_features(x, CH, 2).vectors
+    mirrored = pearson_features(np.ascontiguousarray(x[..., ::-1]), CH, 2).vectors
+    d, dm = descriptors(f, shape), descriptors(mirrored, shape)
+    s = descriptor_sym_size(shape)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
+    # equal up to the FFT's rounding (the square root of a small magnitude amplifies it)
+    np.testing.assert_allclose(dm, np.concatenate([d[:, :s], -d[:, s:]], axis=1), atol=3e-4)
+    # queries are the mirrors of images 0..3: each finds its source as entry 2 j + 1 (mirrored)
+    db, q = d, dm[:4]
+    got = descriptor_candidates(q, db, np.ones(len(db), bool), 3, 2, 1, s)
+    brute = np.concatenate([q @ db.T, np.concatenate([q[:, :s], -q[:, s:]], axis=1) @ db.T], axis=1)
+    ent = np.concatenate([2 * np.arange(len(db)), 2 * np.arange(len(db)) + 1])
+    for i in range(len(q)):
+        order = np.argsort(-brute[i], kind="stable")[:3]
+        assert got[i].tolist() == ent[order].tolist()
+    assert got[:, 0].tolist() == [2 * j + 1 for j in range(4)]
 
 
 def test_transform_names() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from synthgate.audit.align import Alignment, align_block
 from synthgate.audit.backend import Backend
 from synthgate.audit.basis import to_mirror_basis
-from synthgate.audit.candidates import descriptor_candidates, descriptor_images, descriptors
+from synthgate.audit.candidates import descriptor_candidates, descriptor_images, descriptor_sym_size, descriptors
 from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.index import TrainingIndex
 from synthgate.audit.refine import refine, warp_candidates
@@ -301,16 +301,13 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
 
 def _proposals(views: Any, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings) -> np.ndarray:
     """Descriptor candidates over the queries warped back by every rotation and zoom (``views``, n x V x C x H x W
-    from ``warp_views(queries, settings.warps)``), and their mirrors (mirrored after downsampling)."""
-    import torch
-
+    from ``warp_views(queries, settings.warps)``), and over their mirrors (a sign in the descriptor's basis)."""
     v = descriptor_images(views)  # the descriptor is invariant to shifts only: propose over every warp
-    if settings.flips:
-        v = torch.stack([v, torch.flip(v, dims=(-1,))], dim=1)  # n x 2 x V x ...
     c, h, w = (int(x) for x in v.shape[-3:])
     d = descriptors(v.reshape(-1, c, h, w), (c, h, w))
     return descriptor_candidates(d, cache.descriptors, cache.valid, settings.k, settings.per_image,
-                                 len(settings.warps), settings.flips, cache.groups, groups, settings.device)
+                                 len(settings.warps), descriptor_sym_size(cache.shape) if settings.flips else None,
+                                 cache.groups, groups, settings.device)
 
 
 def _unique_rows(entries: np.ndarray) -> np.ndarray:
