@@ -21,6 +21,7 @@ from synthgate.audit.basis import to_mirror_basis
 from synthgate.audit.candidates import descriptor_candidates, descriptor_images, descriptor_sym_size, descriptors
 from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.index import TrainingIndex
+from synthgate.audit.plan import ALIGN_WORK_BYTES
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
@@ -210,6 +211,7 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
 
     m = settings.per_image
     shape = cache.shape
+    proposals = _proposals(vectors, groups, cache, settings)
     found: list[tuple[np.ndarray, Alignment]] = []  # (rows of ``vectors``, their grid alignment)
     for a in range(0, len(vectors), settings.align_block):
         sl = slice(a, a + settings.align_block)
@@ -219,8 +221,8 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         todo = ~(scores[sl, 0] >= 1.0 - ROBUST_MIN_GAIN) & (ent[:, 0] >= 0)
         if not todo.any():
             continue
-        views = warp_views(imgs, settings.warps)  # n x G x C x H x W, identity first: proposals and the grid
-        props = _proposals(views, None if groups is None else groups[sl], cache, settings)
+        views = warp_views(imgs, settings.warps)  # n x G x C x H x W, identity first: the grid's views
+        props = proposals[sl]
         cands = [ent, props]
         if m == 2:
             cands.append(np.where(ent >= 0, ent ^ 1, -1))  # a mirrored match may hide a rotated plain one
@@ -299,15 +301,36 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
                     row_field[i] = ent[j] // m
 
 
-def _proposals(views: Any, groups: np.ndarray | None, cache: TrainingIndex, settings: MatchSettings) -> np.ndarray:
-    """Descriptor candidates over the queries warped back by every rotation and zoom (``views``, n x V x C x H x W
-    from ``warp_views(queries, settings.warps)``), and over their mirrors (a sign in the descriptor's basis)."""
-    v = descriptor_images(views)  # the descriptor is invariant to shifts only: propose over every warp
-    c, h, w = (int(x) for x in v.shape[-3:])
-    d = descriptors(v.reshape(-1, c, h, w), (c, h, w))
-    return descriptor_candidates(d, cache.descriptors, cache.valid, settings.k, settings.per_image,
-                                 len(settings.warps), descriptor_sym_size(cache.shape) if settings.flips else None,
-                                 cache.groups, groups, settings.device)
+#: Most queries whose descriptor views are searched together: the product reads the training descriptors once per
+#: chunk (it is memory-bound for a few queries); the chunk's score array also stays below ALIGN_WORK_BYTES.
+PROPOSAL_QUERIES = 32
+
+
+def _proposals(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingIndex,
+               settings: MatchSettings) -> np.ndarray:
+    """Descriptor candidates of every query (n x C*H*W features) over its views warped back by every rotation and
+    zoom, and over their mirrors (a sign in the descriptor's basis).
+
+    The views are warped at the descriptor's resolution (the images are pooled first, then warped): the descriptor
+    keeps only the lowest frequencies, which a warp of the pooled image reproduces, at a sixteenth of the work at
+    128 px, so the proposals of many queries are made together.
+    """
+    import torch
+
+    out = []
+    per_query = 4 * 2 * len(settings.warps) * max(1, len(cache.valid))  # its float32 scores, mirrors included
+    chunk = max(1, min(PROPOSAL_QUERIES, ALIGN_WORK_BYTES // per_query))
+    for a in range(0, len(vectors), chunk):
+        sl = slice(a, a + chunk)
+        imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *cache.shape)
+        views = warp_views(descriptor_images(imgs), settings.warps)  # the descriptor is invariant to shifts only
+        c, h, w = (int(x) for x in views.shape[-3:])
+        d = descriptors(views.reshape(-1, c, h, w), (c, h, w))
+        out.append(descriptor_candidates(d, cache.descriptors, cache.valid, settings.k, settings.per_image,
+                                         len(settings.warps),
+                                         descriptor_sym_size(cache.shape) if settings.flips else None,
+                                         cache.groups, None if groups is None else groups[sl], settings.device))
+    return np.concatenate(out) if out else np.zeros((0, settings.k), np.int64)
 
 
 def _unique_rows(entries: np.ndarray) -> np.ndarray:
