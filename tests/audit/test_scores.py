@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from synthgate.audit.features import pearson_features
@@ -70,3 +71,16 @@ def test_pairs_sharing_a_query_score_as_if_each_had_its_own_copy() -> None:
     repeated = structure_and_partial(queries[pair_query], aligned)
     for a, b in zip(shared, repeated, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("side", [128, 96, 50])
+def test_block_sums_equal_direct_window_sums(side: int) -> None:
+    rng = np.random.default_rng(4)
+    q = torch.from_numpy(rng.standard_normal((3, 2, side, side)).astype(np.float32))
+    a = q + 0.5 * torch.from_numpy(rng.standard_normal((3, 2, side, side)).astype(np.float32))
+    a[:, :, : side // 3] = 0.0  # part of the image is background
+    fast = structure_and_partial(q, a)
+    slow = structure_and_partial(q, a, by_blocks=False)
+    for f, s in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(f, s, rtol=0, atol=2e-5)
+    assert (fast[0] > 0.3).all() and (fast[1] >= fast[0] - 0.2).all()

@@ -188,6 +188,12 @@ def test_cuda_backends_equal_brute_force(data: tuple[np.ndarray, np.ndarray], ba
     top = search_topk(q, database, 6, backend, device="cuda", rows=lambda r: torch.from_numpy(db[r]).cuda())  # faiss-cpu on cuda -> torch matmul
     np.testing.assert_array_equal(top.indices, ref_i)
     np.testing.assert_array_equal(top.scores, ref_s)
+    # with mirrors (the two half-width products on the device), against the same search on the CPU
+    cpu = search_topk(q, database, 6, Backend.TORCH, mirror_at=48)
+    gpu = search_topk(q, database, 6, backend, device="cuda", rows=lambda r: torch.from_numpy(db[r]).cuda(),
+                      mirror_at=48)
+    np.testing.assert_array_equal(gpu.indices, cpu.indices)
+    np.testing.assert_array_equal(gpu.scores, cpu.scores)
 
 
 def _smooth_images(n: int, c: int, h: int, w: int, seed: int) -> np.ndarray:

@@ -54,37 +54,54 @@ def high_pass(x: Any) -> Any:
     return x - env
 
 
-def _masked_pearson_sums(a: Any, b: Any, m: Any, pool: Any) -> Any:
-    """Channel-averaged Pearson r of a and b over the masked pixels of each pooling window (n x ... )."""
-    mf = m.to(a.dtype)
-    cnt = pool(mf).clamp_min(1.0)
-    sa, sb = pool(a * mf) / cnt, pool(b * mf) / cnt
-    saa, sbb, sab = pool(a * a * mf) / cnt, pool(b * b * mf) / cnt, pool(a * b * mf) / cnt
-    cov = sab - sa * sb
-    var = (saa - sa * sa).clamp_min(0) * (sbb - sb * sb).clamp_min(0)
-    r = cov / var.sqrt().clamp_min(1e-30)
-    return r.mean(dim=1), pool(mf)[:, 0]
+def _sums(products: list[Any], h: int, w: int, by_blocks: bool) -> tuple[list[Any], list[Any]]:
+    """(whole-image sums, half-size window sums) of each product image (n x c x H x W).
 
-
-def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(structure, partial) scores of n aligned pairs of feature images (torch tensors): ``aligned`` is
-    n x C x H x W; ``query`` is n x C x H x W, or, with ``pair_query`` (n indices), the q x C x H x W distinct
-    queries of the pairs, so that a query's mask and high-pass residual are computed once for all its pairs."""
+    The windows are :data:`WINDOW_FRACTION` of the side at a :data:`STRIDE_FRACTION` stride. When a window is
+    exactly 2 x 2 stride blocks and the blocks tile the image (128 or 256 px), each product is summed once into
+    blocks, and the windows and the whole image are sums of blocks: one pass instead of two (``by_blocks``).
+    """
     import torch.nn.functional as F
 
+    kh, kw = max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION))
+    sh, sw = max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION))
+    if by_blocks and kh == 2 * sh and kw == 2 * sw and h % sh == 0 and w % sw == 0:
+        blocks = [F.avg_pool2d(t, (sh, sw)) * (sh * sw) for t in products]
+        whole = [b.sum(dim=(-2, -1), keepdim=True) for b in blocks]
+        windows = [b[..., :-1, :-1] + b[..., 1:, :-1] + b[..., :-1, 1:] + b[..., 1:, 1:] for b in blocks]
+        return whole, windows
+    whole = [t.sum(dim=(-2, -1), keepdim=True) for t in products]
+    windows = [F.avg_pool2d(t, (kh, kw), (sh, sw)) * (kh * kw) for t in products]
+    return whole, windows
+
+
+def _masked_pearson(sums: list[Any]) -> tuple[Any, Any]:
+    """Channel-averaged Pearson r over masked pixels from their sums (count, a, b, a a, b b, a b), and the count."""
+    count, sa, sb, saa, sbb, sab = sums
+    cnt = count.clamp_min(1.0)
+    ma, mb = sa / cnt, sb / cnt
+    cov = sab / cnt - ma * mb
+    var = (saa / cnt - ma * ma).clamp_min(0) * (sbb / cnt - mb * mb).clamp_min(0)
+    r = cov / var.sqrt().clamp_min(1e-30)
+    return r.mean(dim=1), count[:, 0]
+
+
+def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = None,
+                          by_blocks: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(structure, partial) scores of n aligned pairs of feature images (torch tensors): ``aligned`` is
+    n x C x H x W; ``query`` is n x C x H x W, or, with ``pair_query`` (n indices), the q x C x H x W distinct
+    queries of the pairs, so that a query's mask and high-pass residual are computed once for all its pairs.
+    ``by_blocks=False`` sums every window directly (the reference of the block sums, see :func:`_sums`)."""
     h, w = query.shape[-2:]
     mq, rq = brain_mask(query), high_pass(query.float())
     if pair_query is not None:
         mq, rq = mq[pair_query], rq[pair_query]
-    m = mq | brain_mask(aligned)
+    m = (mq | brain_mask(aligned)).to(rq.dtype)
     ra = high_pass(aligned.float())
-    whole, _ = _masked_pearson_sums(rq, ra, m, lambda t: t.sum(dim=(-2, -1), keepdim=True))
+    am, bm = rq * m, ra * m
+    whole, windows = _sums([m, am, bm, rq * am, ra * bm, rq * bm], h, w, by_blocks)
+    structure, _ = _masked_pearson(whole)
+    local, brain = _masked_pearson(windows)
     kh, kw = max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION))
-    sh, sw = max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION))
-
-    def pool(t: Any) -> Any:
-        return F.avg_pool2d(t, (kh, kw), (sh, sw)) * (kh * kw)
-
-    local, brain = _masked_pearson_sums(rq, ra, m, pool)
     local = local.masked_fill(brain < MIN_WINDOW_BRAIN * kh * kw, -1.0)
-    return whole.flatten(1)[:, 0].cpu().numpy(), local.flatten(1).amax(dim=1).cpu().numpy()
+    return structure.flatten(1)[:, 0].cpu().numpy(), local.flatten(1).amax(dim=1).cpu().numpy()
