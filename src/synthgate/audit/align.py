@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from synthgate.audit.features import renormalise
-from synthgate.audit.transforms import Warp, forward_shift, warp_views
+from synthgate.audit.transforms import Warp, forward_shift, warp_each, warp_views
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,10 @@ class Alignment:
         return Alignment(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Alignment)))
 
 
-#: Images at least this side search the rotation / zoom grid at half resolution (2 x 2 means, re-normalised):
-#: the grid only picks each query's best (warp, candidate); that pair is then correlated at full resolution over
-#: every shift, and the gradient refinement and the final float64 score follow at their own resolutions.
+#: Images at least this side search the rotation / zoom grid at half resolution (2 x 2 means, re-normalised; the
+#: queries are pooled, then warped, a quarter of the warp work): the grid only picks each query's best (warp,
+#: candidate); that pair is then warped and correlated at full resolution over every shift, and the gradient
+#: refinement and the final float64 score follow at their own resolutions.
 GRID_HALF_MIN_SIDE = 64
 
 
@@ -97,7 +98,6 @@ def align_block(
     max_shift: int,
     refine: int = 8,
     always: np.ndarray | None = None,
-    views: Any | None = None,
 ) -> Alignment:
     """Align each of ``n`` queries with its candidate entries.
 
@@ -112,8 +112,6 @@ def align_block(
         refine: candidates per query searched over the whole warp grid: those marked in ``always`` (n x M bools,
             e.g. the descriptor's proposals, which may correlate poorly before the warp), then the best at the
             identity warp.
-        views: the queries with each non-identity warp of ``warps`` undone (``warp_views``, n x G x C x H x W),
-            when the caller already made them; computed here otherwise.
     """
     import torch
     import torch.nn.functional as F
@@ -150,14 +148,14 @@ def align_block(
         r = min(refine, m)
         key = best0 if always is None else best0 + 4.0 * torch.from_numpy(always & usable).to(dev)
         top = torch.topk(key, r, dim=1).indices  # n x r columns
-        views = renormalise(warp_views(queries, rest) if views is None else views)  # n x G x C x H x W
         half = min(h, w) >= GRID_HALF_MIN_SIDE
-        if half:  # the grid at half resolution: a quarter of the FFT work (see GRID_HALF_MIN_SIDE)
-            vh = renormalise(F.avg_pool2d(views.flatten(0, 1), 2))
+        if half:  # the grid at half resolution: a quarter of the warp and FFT work (see GRID_HALF_MIN_SIDE)
+            vh = renormalise(warp_views(F.avg_pool2d(queries, 2), rest)).flatten(0, 1)
             sh = candidate_spectra(renormalise(F.avg_pool2d(feats, 2)))
             fv = torch.fft.rfft2(vh).reshape(n, len(rest), *sh.shape[1:])
             bw, aw = _best_shift(fv, sh[cidx.gather(1, top)], tuple(vh.shape[-2:]), (max_shift + 1) // 2)
         else:
+            views = renormalise(warp_views(queries, rest))  # n x G x C x H x W
             bw, aw = _best_shift(torch.fft.rfft2(views), spectra[cidx.gather(1, top)], (h, w), max_shift)
         bw = bw.masked_fill(~mask.gather(1, top)[:, None, :], -torch.inf)
         sw, jw = bw.flatten(1).max(dim=1)
@@ -165,7 +163,7 @@ def align_block(
         col_w = top.gather(1, (jw % r)[:, None])[:, 0]
         if half:  # each query's winning (warp, candidate) is scored over the shift window at full resolution,
             # so it competes with the identity warp on the same footing
-            won = views[torch.arange(n, device=dev), g]
+            won = renormalise(warp_each(queries, rest, g))
             sf, af = _best_shift(torch.fft.rfft2(won)[:, None], spectra[cidx.gather(1, col_w[:, None])], (h, w),
                                  max_shift)
             sw = torch.where(torch.isfinite(sw), sf[:, 0, 0], sw)

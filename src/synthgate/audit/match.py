@@ -221,7 +221,6 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         todo = ~(scores[sl, 0] >= 1.0 - ROBUST_MIN_GAIN) & (ent[:, 0] >= 0)
         if not todo.any():
             continue
-        views = warp_views(imgs, settings.warps)  # n x G x C x H x W, identity first: the grid's views
         props = proposals[sl]
         cands = [ent, props]
         if m == 2:
@@ -229,9 +228,8 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         merged = _unique_rows(np.concatenate(cands, axis=1))
         always = np.array([np.isin(row, p[:PROPOSALS_REFINED]) & (row >= 0) for row, p in zip(merged, props,
                                                                                             strict=True)])
-        rest = [g for g, wp in enumerate(settings.warps) if not wp.identity]
         al = align_block(imgs, todo, merged, lambda e: _read_entries(cache, e, m), settings.warps,
-                         settings.max_shift, always=always, views=views[:, rest])
+                         settings.max_shift, always=always)
         have = np.flatnonzero(todo & (al.entry >= 0))
         if len(have):
             found.append((a + have, al.subset(have)))

@@ -133,3 +133,14 @@ def warp_views(x: Any, warps: tuple[Warp, ...]) -> Any:
             out[:, g] = F.grid_sample(x, grid[g : g + 1].expand(n, -1, -1, -1), mode="bilinear",
                                       padding_mode="border", align_corners=False)
     return out
+
+
+def warp_each(x: Any, warps: tuple[Warp, ...], which: Any) -> Any:
+    """n x C x H x W: image ``i`` of ``x`` (torch, n x C x H x W) with warp ``warps[which[i]]`` undone, as
+    :func:`warp_views` would (one view per image instead of every view)."""
+    import torch.nn.functional as F
+
+    _n, c, h, w = x.shape
+    grid = warp_grid(warps, c, h, w, str(x.device))[which]
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
