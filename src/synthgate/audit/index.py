@@ -127,42 +127,17 @@ class FeatureCache:
         return sym_columns(self.shape)
 
     def blocks(self) -> Iterator[DbBlock]:
-        """The stored vectors as search blocks (:class:`~synthgate.audit.search.DbBlock`), in row order.
-
-        From the file, the next block is read on a thread (``preadv`` releases the GIL) while the caller works on
-        the current one, into the other of two buffers: a block is valid until the caller asks for the next.
-        """
-        starts = range(0, self.n, self.block_size)
-        if self._memory is not None:
-            for start in starts:
-                stop = min(self.n, start + self.block_size)
-                yield self._block(start, self._memory[start:stop])
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        assert self._buffer is not None
-        with ThreadPoolExecutor(1, thread_name_prefix="synthgate-cache-read") as reader:
-            pending = None
-            for i, start in enumerate(starts):
-                if pending is None:
-                    pending = reader.submit(self._read_range, start, min(self.n, start + self.block_size), 0)
-                vec = pending.result()
-                nxt = start + self.block_size
-                pending = (reader.submit(self._read_range, nxt, min(self.n, nxt + self.block_size), (i + 1) % 2)
-                           if nxt < self.n else None)
-                yield self._block(start, vec)
-            if pending is not None:
-                pending.result()
-
-    def _block(self, start: int, vec: Any) -> DbBlock:
-        stop = start + len(vec)
-        return DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
+        """The stored vectors as search blocks (:class:`~synthgate.audit.search.DbBlock`), in row order."""
+        for start in range(0, self.n, self.block_size):
+            stop = min(self.n, start + self.block_size)
+            vec = self._memory[start:stop] if self._memory is not None else self._read_range(start, stop)
+            yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
 
     def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
              query_groups: np.ndarray | None = None, mirrors: bool = False) -> TopK:
         """Exact top-``k`` rows of each query, given in the mirror basis
         (:func:`~synthgate.audit.search.search_topk` over the cache's blocks, the exact scores gathered by row);
-        with ``mirrors`` over every row and its mirror (entries ``2 j`` and ``2 j + 1``)."""
+        with ``mirrors`` also of each query's mirror (result rows ``n .. 2 n - 1``)."""
         return search_topk(queries, self.blocks, k, backend, device, query_groups=query_groups,
                            rows=self.stored_rows, mirror_at=self.sym_columns if mirrors else None)
 
@@ -183,11 +158,11 @@ class FeatureCache:
             self._pread(out[j], int(rows[j]))
         return torch.from_numpy(out).to(self.device)
 
-    def _read_range(self, start: int, stop: int, buffer: int = 0) -> Any:
+    def _read_range(self, start: int, stop: int) -> Any:
         import torch
 
         assert self._buffer is not None
-        buf = self._buffer[buffer, : stop - start]
+        buf = self._buffer[: stop - start]
         self._pread(buf, start)
         return torch.from_numpy(buf).to(self.device)
 
@@ -257,7 +232,7 @@ def build_feature_cache(
             fd, path = tempfile.mkstemp(prefix=".synthgate-features-", dir=cache_dir)
             os.unlink(path)  # the space is freed when the descriptor closes, whatever ends the process
             cache._fd = fd
-            cache._buffer = np.empty((2, cache.block_size, dim), np.float32)  # read-ahead: see blocks()
+            cache._buffer = np.empty((cache.block_size, dim), np.float32)
             writer = _BackgroundWriter(fd, min(block_size, n), dim)
         scratch = np.empty((min(block_size, n), dim), np.float32)  # image-order features of a block
         digests: list[str] = []

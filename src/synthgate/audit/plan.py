@@ -46,7 +46,6 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         cache_budget = int(0.7 * free)
         work = 0.9 * max_memory
-        in_file = n_train is not None and n_train * d * 4 > cache_budget
     else:
         cache_budget = int(0.45 * max_memory)
         in_file = n_train is not None and n_train * d * 4 > cache_budget
@@ -55,10 +54,9 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
     read_block = max(1, int(0.15 * work) // (4 * (n_channels * h * w + 4 * d)))
     # a query block: the images, their features, the same in the mirror basis, and a spare for alignment
     query_block = max(1, int(0.35 * work) // (4 * (n_channels * h * w + 3 * d)))
-    # a block of cached features (two from a file: one is read ahead), its bf16 copy, and the query x block
-    # scores: with mirrors, the two half products with their partial sums, then both entries' scores
-    per_row = (8 if in_file else 4) * d + 2 * d + (6 if flips else 2) * query_block * 4
-    search_block = max(1, int(0.3 * work) // per_row)
+    # a block of cached features (+ bf16 copy) and the query x block scores: with mirrors, the two half products
+    # with their partial sums, then both queries' scores
+    search_block = max(1, int(0.3 * work) // (4 * d + 2 * d + (6 if flips else 2) * query_block * 4))
     cands = 2 * k * m + 1
     per_align = 8 * d * (cands + 2 * max(1, n_warps)) + 8 * h * w * (cands + 6 * max(1, n_warps))
     align_block = max(1, int(0.2 * work) // per_align)
