@@ -137,7 +137,7 @@ class FeatureCache:
              query_groups: np.ndarray | None = None, mirrors: bool = False) -> TopK:
         """Exact top-``k`` rows of each query, given in the mirror basis
         (:func:`~synthgate.audit.search.search_topk` over the cache's blocks, the exact scores gathered by row);
-        with ``mirrors`` also of each query's mirror (result rows ``n .. 2 n - 1``)."""
+        with ``mirrors`` over every row and its mirror (entries ``2 j`` and ``2 j + 1``)."""
         return search_topk(queries, self.blocks, k, backend, device, query_groups=query_groups,
                            rows=self.stored_rows, mirror_at=self.sym_columns if mirrors else None)
 
