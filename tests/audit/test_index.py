@@ -39,6 +39,10 @@ def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  #
         np.testing.assert_array_equal(mem.rows(rows).numpy(), disk.rows(rows).numpy())
         np.testing.assert_allclose(mem.rows(rows).numpy(), ref[rows], rtol=0, atol=1e-7)  # image order again
     assert disk._fd is None
+    s2 = s.row_range(0, 9)
+    plain = build_feature_cache(s2, (0, 1), np.zeros(9, np.int64), 4, 1 << 30, with_descriptors=False)
+    assert plain.descriptors.shape == (9, 0) and mem.descriptors.shape[0] == 30 and mem.descriptors.shape[1] > 0
+    plain.close()
 
 
 def test_failed_cache_write_raises_and_leaves_no_thread_or_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -194,6 +194,7 @@ def build_feature_cache(
     set_name: str = "--train",
     progress: Callable[[int, int], None] | None = None,
     search_block: int | None = None,
+    with_descriptors: bool = True,
 ) -> FeatureCache:
     """Read ``train`` once and build its :class:`FeatureCache`.
 
@@ -208,6 +209,8 @@ def build_feature_cache(
         set_name: the option the set came from, for error messages.
         progress: called with (done, total) images.
         search_block: rows per block of :meth:`FeatureCache.blocks` (default ``block_size``).
+        with_descriptors: compute the shift-invariant descriptors (only the robust audit's proposals read them;
+            without, ``descriptors`` is n x 0).
 
     Raises:
         InputError: an image holds NaN or Inf.
@@ -245,7 +248,8 @@ def build_feature_cache(
             hashed = hasher.submit(block_digests, block)
             f = pearson_features(block, channels, train.label_channel, scratch[: len(block)])
             valid[rows] = f.valid
-            desc.append(descriptors(f.vectors, (c, h, w)))
+            desc.append(descriptors(f.vectors, (c, h, w)) if with_descriptors
+                        else np.zeros((len(block), 0), np.float32))
             if writer is not None:
                 stored = to_mirror_basis(f.vectors, (c, h, w), torch.from_numpy(writer.buffer(len(block))))
                 writer.write(stored.numpy(), start * dim * 4)

@@ -215,7 +215,7 @@ def run_memorization_audit(
     t0 = time.perf_counter()
     build = build_sharded_index if sharded else build_replicated_index
     with build(train, channels, groups, plan.read_block, plan.cache_budget, config.device, config.cache_dir,
-               progress=stage("features"), search_block=plan.search_block) as cache:
+               progress=stage("features"), search_block=plan.search_block, with_descriptors=settings.robust) as cache:
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         syn = score_spread(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),

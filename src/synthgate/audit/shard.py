@@ -127,6 +127,7 @@ def build_sharded_index(
     cache_dir: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     search_block: int | None = None,
+    with_descriptors: bool = True,
 ) -> ShardedIndex:
     """Read this rank's row range of ``train`` once into its feature cache; gather the per-row arrays and the
     content digests (so the whole set's manifest is known without another read)."""
@@ -134,7 +135,8 @@ def build_sharded_index(
     part = train.row_range(start, stop)
     local, pieces = build_on_every_rank(
         lambda: build_feature_cache(part, channels, groups[start:stop], block_size, cache_budget, device, cache_dir,
-                                    progress=progress, search_block=search_block),
+                                    progress=progress, search_block=search_block,
+                                    with_descriptors=with_descriptors),
         lambda cache: (cache.valid, cache.descriptors, set_manifest(part).digests),
     )
     remember_manifest(train, [d for p in pieces for d in p[2]])
