@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -307,8 +307,6 @@ class _BackgroundWriter:
     """
 
     def __init__(self, fd: int, rows: int, dim: int) -> None:
-        from concurrent.futures import Future, ThreadPoolExecutor
-
         self.fd = fd
         self.buffers = [np.empty((rows, dim), np.float32) for _ in range(2)]
         self.turn = 0

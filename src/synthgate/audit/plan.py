@@ -19,8 +19,8 @@ class Plan:
     """Block sizes and where the feature cache lives, planned from the memory budget.
 
     The budget covers the feature cache when it is held in host memory (at most 45 %), a training block being
-    read and featurised, a search block of cached features with its score matrix, a query block (features and
-    their mirrors) and an alignment block (candidate spectra and correlations).
+    read and featurised, a search block of cached features with its score matrix, a query block (features, in
+    image order and in the mirror basis) and an alignment block (candidate spectra and correlations).
     """
 
     read_block: int
@@ -55,7 +55,7 @@ def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: in
     # a query block: the images, their features, the same in the mirror basis, and a spare for alignment
     query_block = max(1, int(0.35 * work) // (4 * (n_channels * h * w + 3 * d)))
     # a block of cached features (+ bf16 copy) and the query x block scores: with mirrors, the two half products
-    # with their partial sums, then both queries' scores
+    # with their partial sums, then the scores of both entries (a row and its mirror)
     search_block = max(1, int(0.3 * work) // (4 * d + 2 * d + (6 if flips else 2) * query_block * 4))
     cands = 2 * k * m + 1
     per_align = 8 * d * (cands + 2 * max(1, n_warps)) + 8 * h * w * (cands + 6 * max(1, n_warps))

@@ -54,6 +54,12 @@ def high_pass(x: Any) -> Any:
     return x - env
 
 
+def _windows(h: int, w: int) -> tuple[int, int, int, int]:
+    """(height, width, row stride, column stride) of the partial score's windows on an H x W image."""
+    return (max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION)),
+            max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION)))
+
+
 def _sums(products: list[Any], h: int, w: int, by_blocks: bool) -> tuple[list[Any], list[Any]]:
     """(whole-image sums, half-size window sums) of each product image (n x c x H x W).
 
@@ -63,8 +69,7 @@ def _sums(products: list[Any], h: int, w: int, by_blocks: bool) -> tuple[list[An
     """
     import torch.nn.functional as F
 
-    kh, kw = max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION))
-    sh, sw = max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION))
+    kh, kw, sh, sw = _windows(h, w)
     if by_blocks and kh == 2 * sh and kw == 2 * sw and h % sh == 0 and w % sw == 0:
         blocks = [F.avg_pool2d(t, (sh, sw)) * (sh * sw) for t in products]
         whole = [b.sum(dim=(-2, -1), keepdim=True) for b in blocks]
@@ -102,6 +107,6 @@ def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = Non
     whole, windows = _sums([m, am, bm, rq * am, ra * bm, rq * bm], h, w, by_blocks)
     structure, _ = _masked_pearson(whole)
     local, brain = _masked_pearson(windows)
-    kh, kw = max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION))
+    kh, kw, _sh, _sw = _windows(h, w)
     local = local.masked_fill(brain < MIN_WINDOW_BRAIN * kh * kw, -1.0)
     return structure.flatten(1)[:, 0].cpu().numpy(), local.flatten(1).amax(dim=1).cpu().numpy()

@@ -401,14 +401,11 @@ def brute_force_topk(
     Returns:
         (scores n_q x k, indices n_q x k), ``-inf`` / ``-1`` where the database had fewer items.
     """
-    import torch
-
     q = np.asarray(queries, dtype=np.float32)
     all_s: list[np.ndarray] = []
     all_i: list[np.ndarray] = []
     for block in database():
-        vec = block.vectors
-        vec = vec.float().cpu().numpy() if isinstance(vec, torch.Tensor) else np.asarray(vec, np.float32)
+        vec = _as_float32(block.vectors)
         nb = len(vec)
         s = np.empty((len(q), nb))
         for r in range(len(q)):

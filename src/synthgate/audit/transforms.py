@@ -121,7 +121,6 @@ def warp_views(x: Any, warps: tuple[Warp, ...]) -> Any:
     The padding repeats the border, the background of a brain slice, so a warp adds no artificial edge.
     """
     import torch
-    import torch.nn.functional as F
 
     n, c, h, w = x.shape
     out = torch.empty((n, len(warps), c, h, w), dtype=x.dtype, device=x.device)
@@ -130,17 +129,20 @@ def warp_views(x: Any, warps: tuple[Warp, ...]) -> Any:
         if wp.identity:
             out[:, g] = x
         else:
-            out[:, g] = F.grid_sample(x, grid[g : g + 1].expand(n, -1, -1, -1), mode="bilinear",
-                                      padding_mode="border", align_corners=False)
+            out[:, g] = _sample(x, grid[g : g + 1].expand(n, -1, -1, -1))
     return out
 
 
 def warp_each(x: Any, warps: tuple[Warp, ...], which: Any) -> Any:
     """n x C x H x W: image ``i`` of ``x`` (torch, n x C x H x W) with warp ``warps[which[i]]`` undone, as
     :func:`warp_views` would (one view per image instead of every view)."""
+    _n, c, h, w = x.shape
+    return _sample(x, warp_grid(warps, c, h, w, str(x.device))[which])
+
+
+def _sample(x: Any, grid: Any) -> Any:
+    """``x`` resampled at ``grid`` (bilinear; the border repeated, see :func:`warp_views`)."""
     import torch.nn.functional as F
 
-    _n, c, h, w = x.shape
-    grid = warp_grid(warps, c, h, w, str(x.device))[which]
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
