@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import os
 import platform
 
 import pytest
@@ -51,3 +52,17 @@ def test_keep_freed_memory_sets_both_glibc_thresholds() -> None:
 
     glibc = platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is glibc  # glibc accepts both values (mallopt returns 1); elsewhere a no-op
+
+
+def test_short_omp_spin_is_set_before_torch_loads_and_keeps_the_users_value() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import os, sys; from synthgate.runtime import short_omp_spin; took = short_omp_spin(); "
+             "import torch; print(took, os.environ.get('GOMP_SPINCOUNT'), short_omp_spin())")
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "3000", "False"]  # after torch's import it can no longer take effect
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "GOMP_SPINCOUNT": "77"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["True", "77", "False"]

@@ -27,7 +27,7 @@ from synthgate.atomic import Terminated, terminate_as_exception
 from synthgate.cli.options import Device
 from synthgate.distributed import Launch
 from synthgate.errors import ExitCode, SynthgateError, UsageError
-from synthgate.runtime import Progress, keep_freed_memory
+from synthgate.runtime import Progress, keep_freed_memory, short_omp_spin
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         terminate_as_exception()  # SIGTERM unwinds like Ctrl-C: temporaries are removed
         keep_freed_memory()  # torch's CPU work arrays are reused, not page-faulted afresh (runtime.py)
+        short_omp_spin()  # idle OpenMP workers leave the cores to the other threads (runtime.py)
         try:
             if not _enter_launch(fn):
                 return None  # type: ignore[return-value]
