@@ -34,6 +34,8 @@ def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  #
             assert a.start == b.start
             np.testing.assert_array_equal(a.vectors.numpy(), b.vectors.numpy())
             np.testing.assert_array_equal(a.vectors.numpy(), stored[a.start : a.start + len(a.vectors)])
+        held = list(disk.blocks())  # a block still held after the next is taken (its pages dropped) reads back
+        np.testing.assert_array_equal(np.concatenate([b.vectors.numpy() for b in held]), stored)
         rows = np.array([29, 3, 3, 0])
         np.testing.assert_array_equal(disk.stored_rows(rows).numpy(), stored[rows])
         np.testing.assert_array_equal(mem.rows(rows).numpy(), disk.rows(rows).numpy())
@@ -43,6 +45,15 @@ def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  #
     plain = build_feature_cache(s2, (0, 1), np.zeros(9, np.int64), 4, 1 << 30, with_descriptors=False)
     assert plain.descriptors.shape == (9, 0) and mem.descriptors.shape[0] == 30 and mem.descriptors.shape[1] > 0
     plain.close()
+
+
+def test_file_cache_blocks_whose_rows_straddle_pages_read_back_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = make_set(blob_images(11, size=30, seed=5), "tr")  # a row is 7,200 bytes: blocks share pages
+    with build_feature_cache(s, (0, 1), np.arange(11), 3, 1, cache_dir=tmp_path) as disk:
+        assert disk.where == "file"
+        stored = to_mirror_basis(pearson_features(s.images, (0, 1), 2).vectors, disk.shape).numpy()
+        for _ in range(2):  # each block's pages (and a neighbour's shared page) are dropped as the next is taken
+            np.testing.assert_array_equal(np.concatenate([b.vectors.numpy().copy() for b in disk.blocks()]), stored)
 
 
 def test_failed_cache_write_raises_and_leaves_no_thread_or_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -6,16 +6,20 @@ so that one GEMM scores an image and its mirror), whether it can be matched at a
 code and its shift-invariant descriptor (:mod:`synthgate.audit.candidates`). The feature vectors are kept
 
 * **in memory** (on the torch device, so a GPU search never copies them again) when they fit the cache budget;
-* otherwise in a **temporary file** of float32 rows, written once and read back block by block with plain file
-  reads (bounded resident memory). The file is unlinked as soon as it is opened, so it disappears with the
-  process whatever ends it (even SIGKILL): no temporary is ever left behind.
+* otherwise in a **temporary file** of float32 rows, written once and read back block by block through a private
+  read-only-in-practice memory map: the search reads the kernel's cached pages in place (no copy into a buffer),
+  and each block's pages leave the process's resident set once the next block is taken (bounded resident
+  memory). The file is unlinked as soon as it is opened, so it disappears with the process whatever ends it
+  (even SIGKILL): no temporary is ever left behind.
 
 The search, the re-scoring and the alignment read the cache; the raw store is never read again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -93,7 +97,7 @@ class FeatureCache:
     device: str = "cpu"
     _memory: Any = None  # n x d float32 torch tensor on ``device``
     _fd: int | None = None
-    _buffer: np.ndarray | None = field(default=None, repr=False)
+    _map: mmap.mmap | None = field(default=None, repr=False)  # the file's rows, mapped once it is written
 
     @property
     def n(self) -> int:
@@ -115,11 +119,22 @@ class FeatureCache:
 
     def close(self) -> None:
         """Release the features (the temporary file is already unlinked; closing frees its space)."""
+        if self._map is not None:
+            with contextlib.suppress(BufferError):  # a block someone still holds keeps the map until it is dropped
+                self._map.close()
+            self._map = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self._memory = None
-        self._buffer = None
+
+    def _map_file(self) -> None:
+        """Map the written file. Private and never written: the rows are the kernel's cached pages, and a
+        block's pages can be dropped from the resident set at any time (they are read back from the file)."""
+        assert self._fd is not None
+        if self.n * self.dim:
+            self._map = mmap.mmap(self._fd, self.n * self.dim * 4, flags=mmap.MAP_PRIVATE,
+                                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
     @property
     def sym_columns(self) -> int:
@@ -130,8 +145,12 @@ class FeatureCache:
         """The stored vectors as search blocks (:class:`~synthgate.audit.search.DbBlock`), in row order."""
         for start in range(0, self.n, self.block_size):
             stop = min(self.n, start + self.block_size)
-            vec = self._memory[start:stop] if self._memory is not None else self._read_range(start, stop)
-            yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
+            vec = self._memory[start:stop] if self._memory is not None else self._mapped_range(start, stop)
+            try:
+                yield DbBlock(start, vec, self.valid[start:stop], self.groups[start:stop], self.norms[start:stop])
+            finally:
+                if self._memory is None:
+                    self._release(start, stop)
 
     def topk(self, queries: np.ndarray, k: int, backend: Backend, device: str,
              query_groups: np.ndarray | None = None, mirrors: bool = False) -> TopK:
@@ -158,13 +177,22 @@ class FeatureCache:
             self._pread(out[j], int(rows[j]))
         return torch.from_numpy(out).to(self.device)
 
-    def _read_range(self, start: int, stop: int) -> Any:
+    def _mapped_range(self, start: int, stop: int) -> Any:
+        """Rows ``start .. stop`` of the file as a torch tensor on the device (on the CPU, a view of the map)."""
         import torch
 
-        assert self._buffer is not None
-        buf = self._buffer[: stop - start]
-        self._pread(buf, start)
-        return torch.from_numpy(buf).to(self.device)
+        assert self._map is not None
+        rows = np.frombuffer(self._map, np.float32, (stop - start) * self.dim, start * self.dim * 4)
+        return torch.from_numpy(rows.reshape(stop - start, self.dim)).to(self.device)
+
+    def _release(self, start: int, stop: int) -> None:
+        """Drop the mapped pages of rows ``start .. stop`` from the resident set (whole pages within the map)."""
+        if self._map is None:
+            return
+        page = mmap.PAGESIZE
+        first = start * self.dim * 4 // page * page
+        last = min(len(self._map), -(-stop * self.dim * 4 // page) * page)
+        self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
 
     def _pread(self, out: np.ndarray, row: int) -> None:
         assert self._fd is not None
@@ -235,7 +263,6 @@ def build_feature_cache(
             fd, path = tempfile.mkstemp(prefix=".synthgate-features-", dir=cache_dir)
             os.unlink(path)  # the space is freed when the descriptor closes, whatever ends the process
             cache._fd = fd
-            cache._buffer = np.empty((cache.block_size, dim), np.float32)
             writer = _BackgroundWriter(fd, min(block_size, n), dim)
         scratch = np.empty((min(block_size, n), dim), np.float32)  # image-order features of a block
         digests: list[str] = []
@@ -261,6 +288,7 @@ def build_feature_cache(
                 progress(start + len(block), n)
         if writer is not None:
             writer.close()
+            cache._map_file()
     except BaseException:
         if writer is not None:
             writer.close(quiet=True)
