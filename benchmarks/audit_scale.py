@@ -138,6 +138,7 @@ def main() -> None:
     write_store(wd / "synthetic", a.synthetic, a.size, 3, "sy", wd / "train", a.planted)
     write_store(wd / "tiny", 4, a.size, 4, "ti")
     gen = time.perf_counter() - t0
+    from synthgate.cli.options import parse_size
     from synthgate.data.store import read_store
 
     planted = sum(1 for i in read_store(wd / "synthetic").ids if i.startswith("copy"))  # a reused store's count
@@ -148,6 +149,7 @@ def main() -> None:
     _w, _rc, constant = run_audit(["--synthetic", str(wd / "tiny"), "--train", str(wd / "tiny"), "--threshold",
                                    "0.99", "--out", str(wd / "out_tiny"), "--overwrite", "--device", "cpu"], wd)
     floor = sgemm_seconds(nq, 2 * a.train, d)
+    budget = parse_size(a.max_memory)
     report: dict[str, object] = {
         "shape": {"queries": nq, "train": a.train, "db_with_mirrors": 2 * a.train, "d": d, "size": a.size},
         "store_generation_s": round(gen, 1), "sgemm_s": round(floor, 2),
@@ -170,7 +172,8 @@ def main() -> None:
         counts = summary.get("counts", {})
         report["runs"][t] = {  # type: ignore[index]
             "exit": rc, "wall_s": round(wall, 1), "ratio_to_sgemm": round(wall / floor, 2),
-            "peak_rss_mb": round(peak / 2**20), "fallbacks": counts.get("exhaustive_fallbacks"),
+            "peak_rss_mb": round(peak / 2**20), "rss_within_budget": peak <= budget + constant,
+            "fallbacks": counts.get("exhaustive_fallbacks"),
             "pairs_scored_exactly": counts.get("pairs_scored_exactly"),
             "planted_flagged": f"{flagged_planted}/{planted}", "flagged": counts.get("flagged"),
             "stages_s": summary.get("seconds"), "feature_cache": summary.get("settings", {}).get("feature_cache"),
@@ -183,7 +186,8 @@ def main() -> None:
     print(f"sgemm floor {floor:.1f} s ({report['sgemm_gflops']} GFLOP/s); interpreter constant "
           f"{report['interpreter_rss_mb']} MB; --max-memory {a.max_memory}")
     for t, r in report["runs"].items():  # type: ignore[attr-defined]
-        print(f"[{t}] exit {r['exit']}  {r['wall_s']} s = {r['ratio_to_sgemm']}x sgemm  peak RSS {r['peak_rss_mb']} MB"
+        print(f"[{t}] exit {r['exit']}  {r['wall_s']} s = {r['ratio_to_sgemm']}x sgemm  peak RSS {r['peak_rss_mb']} MB "
+              f"({'within' if r['rss_within_budget'] else 'OVER'} budget + constant)"
               f"  fallbacks {r['fallbacks']}  exact pairs {r['pairs_scored_exactly']}  planted flagged "
               f"{r['planted_flagged']}  cache {r['feature_cache']}")
         print(f"      stages: {r['stages_s']}")
