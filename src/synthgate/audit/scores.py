@@ -39,18 +39,26 @@ def brain_mask(x: Any) -> Any:
 
 def high_pass(x: Any) -> Any:
     """Each channel minus its smooth envelope: two passes of a box filter of side ~ 2.45 sigma (a Gaussian of
-    sigma :data:`SIGMA_FRACTION` of the side, to a few percent). Each box filter is two 1-D means over sliding
-    windows (rows, then columns; ``unfold`` views): the same average over the same padded window in 2 k instead
-    of k^2 additions per pixel, 7x faster than ``avg_pool2d`` on the CPU."""
+    sigma :data:`SIGMA_FRACTION` of the side, to a few percent), on the image padded by replicating its edge.
+
+    Each box filter is separable, and each 1-D window sum is a difference of running sums (``cumsum``): four
+    passes over the image whatever the side, where summing each window costs ``k`` reads per pixel (1.5x
+    slower at 128 px). A running sum spans one row or column (at most H + k values), so its float32 rounding
+    stays near 1e-7 of the image's largest magnitude times that length: far below the residuals it defines.
+    """
     import torch.nn.functional as F
 
     h, w = x.shape[-2:]
     sigma = max(1.0, SIGMA_FRACTION * max(h, w))
     k = max(3, round(sigma * 6**0.5) | 1)  # odd; two box passes have sd k / sqrt(6)
+    p = k // 2
     env = x
     for _ in range(2):
-        env = F.pad(env, (k // 2,) * 4, mode="replicate")
-        env = env.unfold(-1, k, 1).mean(dim=-1).unfold(-2, k, 1).mean(dim=-1)
+        env = F.pad(env, (p, p, p, p), mode="replicate")
+        run = F.pad(env.cumsum(-1), (1, 0))  # run[..., j] = sum of the first j columns
+        env = run[..., k:] - run[..., :-k]
+        run = F.pad(env.cumsum(-2), (0, 0, 1, 0))
+        env = (run[..., k:, :] - run[..., :-k, :]) * (1.0 / (k * k))
     return x - env
 
 
@@ -71,7 +79,7 @@ def _sums(products: list[Any], h: int, w: int, by_blocks: bool) -> tuple[list[An
 
     kh, kw, sh, sw = _windows(h, w)
     if by_blocks and kh == 2 * sh and kw == 2 * sw and h % sh == 0 and w % sw == 0:
-        blocks = [F.avg_pool2d(t, (sh, sw)) * (sh * sw) for t in products]
+        blocks = [t.reshape(*t.shape[:-2], h // sh, sh, w // sw, sw).sum(dim=(-3, -1)) for t in products]
         whole = [b.sum(dim=(-2, -1), keepdim=True) for b in blocks]
         windows = [b[..., :-1, :-1] + b[..., 1:, :-1] + b[..., :-1, 1:] + b[..., 1:, 1:] for b in blocks]
         return whole, windows
