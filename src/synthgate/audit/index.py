@@ -7,7 +7,7 @@ code and its shift-invariant descriptor (:mod:`synthgate.audit.candidates`). The
 
 * **in memory** (on the torch device, so a GPU search never copies them again) when they fit the cache budget;
 * otherwise in a **temporary file** of float32 rows, written once and read back block by block through a private
-  read-only-in-practice memory map: the search reads the kernel's cached pages in place (no copy into a buffer),
+  memory map that is never written: the search reads the kernel's cached pages in place (no copy into a buffer),
   and each block's pages leave the process's resident set once the next block is taken (bounded resident
   memory). The file is unlinked as soon as it is opened, so it disappears with the process whatever ends it
   (even SIGKILL): no temporary is ever left behind.
