@@ -241,6 +241,10 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
         ["audit", "memorization", "--train", str(inputs["audit_train_nan"]), "--synthetic",
          str(inputs["audit_synthetic"]), "--holdout", str(inputs["audit_holdout"]), "--device", "cpu",
          "--out", str(root / "audit-nan"), "--shard-index"],
+        # the same without --shard-index: every rank builds the whole index, and both stop with exit 5
+        ["audit", "memorization", "--train", str(inputs["audit_train_nan"]), "--synthetic",
+         str(inputs["audit_synthetic"]), "--holdout", str(inputs["audit_holdout"]), "--device", "cpu",
+         "--out", str(root / "audit-nan-spread")],
     ]
     plan = root / "plan.json"
     plan.write_text(json.dumps({"commands": commands}))
@@ -253,8 +257,8 @@ def two_ranks(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 def test_two_ranks_ran_every_command_and_agree_on_failures(two_ranks: dict[str, Any]) -> None:
     r0, r1 = two_ranks["ranks"]
     assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
-    assert r0["codes"] == r1["codes"] == [0] * (len(r0["codes"]) - 2) + [2, 5], two_ranks["log"][-3000:]
-    assert not (two_ranks["root"] / "audit-nan").exists()
+    assert r0["codes"] == r1["codes"] == [0] * (len(r0["codes"]) - 3) + [2, 5, 5], two_ranks["log"][-3000:]
+    assert not (two_ranks["root"] / "audit-nan").exists() and not (two_ranks["root"] / "audit-nan-spread").exists()
     assert r0["gathered"] == r1["gathered"] == [0, 10]
     assert r1["agreement"] == {"raised": "InputError", "code": 5, "message": "rank one's input is bad"}
     assert r0["agreement"] == {"raised": "RankFailed", "code": 5, "message": "rank 1: rank one's input is bad"}
