@@ -197,3 +197,25 @@ def test_include_label_changes_the_similarity(train_set: ImageSet, holdout_set: 
     assert with_label.flagged.all()
     # the noisy copies keep an exact label: including it raises their score
     assert (with_label.synthetic.score[2:] > without.synthetic.score[2:]).all()
+
+
+def test_exact_copies_are_neither_proposed_for_nor_aligned(train_set: ImageSet, holdout_set: ImageSet,
+                                                          unseen_set: ImageSet,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthgate.audit import match
+
+    copies, rows = plant_copies(train_set, 2, kinds=[CopyKind.IDENTITY, CopyKind.ROTATE], seed=0)
+    synthetic = concat(unseen_set, copies)
+    proposed: list[int] = []
+    real = match._proposals
+
+    def counting(vectors, *args):  # type: ignore[no-untyped-def]
+        proposed.append(len(vectors))
+        return real(vectors, *args)
+
+    monkeypatch.setattr(match, "_proposals", counting)
+    res = run_memorization_audit(train_set, synthetic, holdout_set, MemorizationConfig())
+    n = len(unseen_set)
+    assert sum(proposed) == len(synthetic) - 2 + len(holdout_set)  # all but the two exact copies
+    assert res.flagged[n : n + 2].all() and (res.synthetic.train_row[n : n + 2] == rows[:2]).all()
+    assert (res.synthetic.score[n : n + 2] >= 1 - match.ROBUST_MIN_GAIN).all() and res.flagged[n + 2 :].all()

@@ -211,16 +211,20 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
 
     m = settings.per_image
     shape = cache.shape
-    proposals = _proposals(vectors, groups, cache, settings)
+    # an alignment cannot beat a pixel score within ROBUST_MIN_GAIN of 1 (an exact copy): such queries are
+    # neither proposed for nor aligned
+    aligned = ~(scores[:, 0] >= 1.0 - ROBUST_MIN_GAIN) & (entries[:, 0] >= 0)
+    proposals = np.full((len(vectors), settings.k), -1, np.int64)
+    if aligned.any():
+        proposals[aligned] = _proposals(vectors[aligned], None if groups is None else groups[aligned], cache, settings)
     found: list[tuple[np.ndarray, Alignment]] = []  # (rows of ``vectors``, their grid alignment)
     for a in range(0, len(vectors), settings.align_block):
         sl = slice(a, a + settings.align_block)
-        imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
-        ent = entries[sl]
-        # an alignment cannot beat a pixel score within ROBUST_MIN_GAIN of 1
-        todo = ~(scores[sl, 0] >= 1.0 - ROBUST_MIN_GAIN) & (ent[:, 0] >= 0)
+        todo = aligned[sl]
         if not todo.any():
             continue
+        imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
+        ent = entries[sl]
         props = proposals[sl]
         cands = [ent, props]
         if m == 2:
