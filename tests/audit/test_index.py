@@ -8,7 +8,7 @@ import torch
 
 from synthgate.audit.basis import to_mirror_basis
 from synthgate.audit.features import pearson_features
-from synthgate.audit.index import build_feature_cache
+from synthgate.audit.index import IndexSettings, build_feature_cache
 from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
 from synthgate.audit.planted import CopyKind, plant_copies
 from synthgate.data.store import read_store, write_store
@@ -19,7 +19,7 @@ from .conftest import blob_images, make_set
 def _cache(tmp_path, budget: int):  # type: ignore[no-untyped-def]
     s = make_set(blob_images(30, seed=21), "tr")
     groups = np.arange(30) // 4
-    return s, build_feature_cache(s, (0, 1), groups, 7, budget, cache_dir=tmp_path)
+    return s, build_feature_cache(s, (0, 1), groups, IndexSettings(7, budget, cache_dir=tmp_path))
 
 
 def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -42,14 +42,14 @@ def test_file_cache_equals_memory_cache_and_leaves_nothing(tmp_path) -> None:  #
         np.testing.assert_allclose(mem.rows(rows).numpy(), ref[rows], rtol=0, atol=1e-7)  # image order again
     assert disk._fd is None
     s2 = s.row_range(0, 9)
-    plain = build_feature_cache(s2, (0, 1), np.zeros(9, np.int64), 4, 1 << 30, with_descriptors=False)
+    plain = build_feature_cache(s2, (0, 1), np.zeros(9, np.int64), IndexSettings(4, 1 << 30, descriptors=False))
     assert plain.descriptors.shape == (9, 0) and mem.descriptors.shape[0] == 30 and mem.descriptors.shape[1] > 0
     plain.close()
 
 
 def test_file_cache_blocks_whose_rows_straddle_pages_read_back_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
     s = make_set(blob_images(11, size=30, seed=5), "tr")  # a row is 7,200 bytes: blocks share pages
-    with build_feature_cache(s, (0, 1), np.arange(11), 3, 1, cache_dir=tmp_path) as disk:
+    with build_feature_cache(s, (0, 1), np.arange(11), IndexSettings(3, 1, cache_dir=tmp_path)) as disk:
         assert disk.where == "file"
         stored = to_mirror_basis(pearson_features(s.images, (0, 1), 2).vectors, disk.shape).numpy()
         for _ in range(2):  # each block's pages (and a neighbour's shared page) are dropped as the next is taken

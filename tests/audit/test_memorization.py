@@ -171,6 +171,9 @@ def test_backends_and_block_sizes_agree(tmp_path, train_set: ImageSet, holdout_s
         np.testing.assert_array_equal(res.synthetic.topk_rows, ref.synthetic.topk_rows)
         np.testing.assert_array_equal(res.synthetic.topk_flip, ref.synthetic.topk_flip)
         np.testing.assert_array_equal(res.synthetic.score, ref.synthetic.score)
+        for scores, want in ((res.synthetic, ref.synthetic), (res.null, ref.null)):  # window proposals included
+            np.testing.assert_array_equal(scores.partial_row, want.partial_row)
+            np.testing.assert_array_equal(scores.partial, want.partial)
 
 
 def test_plan_respects_budget() -> None:

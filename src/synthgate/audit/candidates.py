@@ -72,6 +72,13 @@ def _frequencies(h: int, w_half: int) -> tuple[list[int], list[int], list[int], 
     return [a for a, _ in pairs], [b for _, b in pairs], alone, m + 1
 
 
+def descriptor_size(shape: tuple[int, int, int]) -> int:
+    """Columns of the descriptors of C x H x W feature images (``sym`` and ``anti``)."""
+    c, h, w = shape
+    plus, _minus, alone, cols = _frequencies(min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE) // 2 + 1)
+    return c * (len(alone) + 2 * len(plus)) * cols
+
+
 def descriptor_sym_size(shape: tuple[int, int, int]) -> int:
     """Columns of the ``sym`` part of the descriptors of C x H x W feature images."""
     c, h, w = shape

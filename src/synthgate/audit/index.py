@@ -32,9 +32,10 @@ import numpy as np
 from synthgate import distributed
 from synthgate.audit.backend import Backend, norm_upper
 from synthgate.audit.basis import from_mirror_basis, sym_columns, to_mirror_basis
-from synthgate.audit.candidates import descriptors
+from synthgate.audit.candidates import descriptor_images, descriptors
 from synthgate.audit.features import check_finite, pearson_features
 from synthgate.audit.search import DbBlock, TopK, search_topk
+from synthgate.audit.windows import proposal_dtype, window_descriptors, window_layout
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import block_digests, remember_manifest
 
@@ -57,6 +58,9 @@ class TrainingIndex(Protocol):
 
     @property
     def descriptors(self) -> np.ndarray: ...  # per training row: shift-invariant descriptor
+
+    @property
+    def windows(self) -> Any: ...  # W x n x D window descriptors (torch, on ``device``), or None
 
     @property
     def device(self) -> str: ...
@@ -82,7 +86,9 @@ class FeatureCache:
         shape: C' x H x W of a feature image (C' = compared channels).
         valid: n bools, false for zero-variance images (never returned by a search).
         groups: n subject codes (a query never gets a row of its own group, for the subject-disjoint null).
-        descriptors: n x D float32 shift-invariant descriptors.
+        descriptors: n x D float32 shift-invariant descriptors (n x 0 when not built).
+        windows: W x n x D window descriptors (:mod:`synthgate.audit.windows`), a torch tensor on ``device``, or
+            ``None`` when not built.
         norms: n upper bounds on the stored vectors' norms (the search's error bound needs them for every block).
         block_size: rows per block of :meth:`blocks`.
         where: ``"memory"`` or ``"file"``.
@@ -95,6 +101,7 @@ class FeatureCache:
     norms: np.ndarray
     block_size: int
     device: str = "cpu"
+    windows: Any = None
     _memory: Any = None  # n x d float32 torch tensor on ``device``
     _fd: int | None = None
     _map: mmap.mmap | None = field(default=None, repr=False)  # the file's rows, mapped once it is written
@@ -211,34 +218,46 @@ def cache_fits(n: int, dim: int, budget: int) -> bool:
     return n * dim * 4 <= budget
 
 
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a training index is built (every builder takes these: one process, sharded, replicated).
+
+    Attributes:
+        read_block: images per block read and featurised.
+        cache_budget: bytes the features may take in memory (on ``device``); above it they go to a temporary file.
+        device: torch device of an in-memory cache, of the blocks it yields and of the window descriptors.
+        cache_dir: folder of the temporary file (default: the system temporary folder).
+        search_block: rows per block of :meth:`FeatureCache.blocks` (default ``read_block``).
+        descriptors: compute the shift-invariant descriptors (only the robust audit's proposals read them).
+        windows: compute the window descriptors (only the partial score's proposals read them).
+    """
+
+    read_block: int
+    cache_budget: int
+    device: str = "cpu"
+    cache_dir: str | os.PathLike[str] | None = None
+    search_block: int | None = None
+    descriptors: bool = True
+    windows: bool = False
+
+
 def build_feature_cache(
     train: ImageSet,
     channels: tuple[int, ...],
     groups: np.ndarray,
-    block_size: int,
-    cache_budget: int,
-    device: str = "cpu",
-    cache_dir: str | os.PathLike[str] | None = None,
+    settings: IndexSettings,
     set_name: str = "--train",
     progress: Callable[[int, int], None] | None = None,
-    search_block: int | None = None,
-    with_descriptors: bool = True,
 ) -> FeatureCache:
     """Read ``train`` once and build its :class:`FeatureCache`.
 
     Args:
-        train: the training set (streamed in blocks of ``block_size``).
+        train: the training set (streamed in blocks of ``settings.read_block``).
         channels: the compared channels (:func:`~synthgate.audit.features.feature_channels`).
         groups: subject code of each training image.
-        block_size: images per block read and featurised.
-        cache_budget: bytes the features may take in memory (on ``device``); above it they go to a temporary file.
-        device: torch device of an in-memory cache and of the blocks it yields.
-        cache_dir: folder of the temporary file (default: the system temporary folder).
+        settings: block sizes, the cache's budget and place, and which descriptors to compute.
         set_name: the option the set came from, for error messages.
         progress: called with (done, total) images.
-        search_block: rows per block of :meth:`FeatureCache.blocks` (default ``block_size``).
-        with_descriptors: compute the shift-invariant descriptors (only the robust audit's proposals read them;
-            without, ``descriptors`` is n x 0).
 
     Raises:
         InputError: an image holds NaN or Inf.
@@ -249,18 +268,22 @@ def build_feature_cache(
     _, h, w = train.shape
     dim = c * h * w
     n = len(train)
-    in_memory = cache_fits(n, dim, cache_budget)
+    block_size, device = settings.read_block, settings.device
+    in_memory = cache_fits(n, dim, settings.cache_budget)
     valid = np.zeros(n, bool)
     desc: list[np.ndarray] = []
     cache = FeatureCache(shape=(c, h, w), valid=valid, groups=np.asarray(groups, np.int64), descriptors=np.empty(0),
-                         norms=np.zeros(n), block_size=search_block or block_size, device=device)
+                         norms=np.zeros(n), block_size=settings.search_block or block_size, device=device)
+    if settings.windows:
+        n_windows, window_values = window_layout((c, h, w))
+        cache.windows = torch.empty((n_windows, n, window_values), dtype=proposal_dtype(device), device=device)
     writer: _BackgroundWriter | None = None
     hasher: ThreadPoolExecutor | None = None
     try:
         if in_memory:
             cache._memory = torch.empty((n, dim), dtype=torch.float32, device=device)
         else:
-            fd, path = tempfile.mkstemp(prefix=".synthgate-features-", dir=cache_dir)
+            fd, path = tempfile.mkstemp(prefix=".synthgate-features-", dir=settings.cache_dir)
             os.unlink(path)  # the space is freed when the descriptor closes, whatever ends the process
             cache._fd = fd
             writer = _BackgroundWriter(fd, min(block_size, n), dim)
@@ -275,8 +298,11 @@ def build_feature_cache(
             hashed = hasher.submit(block_digests, block)
             f = pearson_features(block, channels, train.label_channel, scratch[: len(block)])
             valid[rows] = f.valid
-            desc.append(descriptors(f.vectors, (c, h, w)) if with_descriptors
+            pooled = descriptor_images(torch.from_numpy(f.vectors).reshape(-1, c, h, w))  # both descriptors' input
+            desc.append(descriptors(pooled, (c, *pooled.shape[-2:])) if settings.descriptors
                         else np.zeros((len(block), 0), np.float32))
+            if cache.windows is not None:
+                cache.windows[:, rows] = window_descriptors(pooled, dtype=cache.windows.dtype).to(device)
             if writer is not None:
                 stored = to_mirror_basis(f.vectors, (c, h, w), torch.from_numpy(writer.buffer(len(block))))
                 writer.write(stored.numpy(), start * dim * 4)

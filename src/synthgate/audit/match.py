@@ -25,6 +25,7 @@ from synthgate.audit.plan import ALIGN_WORK_BYTES
 from synthgate.audit.refine import refine, warp_candidates
 from synthgate.audit.scores import structure_and_partial
 from synthgate.audit.transforms import ZERO_VARIANCE, Warp, transform_name, warp_views
+from synthgate.audit.windows import WINDOW_CANDIDATES, window_candidates, window_descriptors
 from synthgate.data.imageset import ImageSet
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class MatchSettings:
     align_block: int
     refine: tuple[bool, bool, bool] = (False, False, False)  # rotation, zoom, shift free in the refinement
     extra_scores: bool = True  # structure and partial scores
+    window_candidates: bool = False  # also score the best window match over the whole set (synthgate.audit.windows)
 
     @property
     def per_image(self) -> int:
@@ -180,7 +182,10 @@ def score_queries(
             t2 = time.perf_counter()
             timing["align"] += t2 - t1
             if settings.extra_scores:
-                _extra_scores(qb.vectors[ok], pos, entries, cache, settings, out)
+                extra = entries[:, :EXTRA_PIXEL_CANDIDATES]
+                if settings.window_candidates and cache.windows is not None:
+                    extra = np.concatenate([extra, _window_proposals(qb.vectors[ok], groups, cache, settings)], axis=1)
+                _extra_scores(qb.vectors[ok], pos, extra, cache, settings, out)
             timing["scores"] += time.perf_counter() - t2
         done += len(qb.positions)
         if progress is not None:
@@ -261,12 +266,13 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
 
 
 #: Pixel candidates per query also scored by the structure and partial scores (at identity).
-EXTRA_PIXEL_CANDIDATES = 2
+EXTRA_PIXEL_CANDIDATES = 1
 
 
 def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cache: TrainingIndex,
                   settings: MatchSettings, out: SetScores) -> None:
-    """Structure and partial scores of each query's best aligned match and its first pixel candidates."""
+    """Structure and partial scores of each query's best aligned match and of its ``entries`` (n x c index
+    entries scored as they are: the first pixel candidates, and the window candidates)."""
     import torch
 
     m, shape = settings.per_image, cache.shape
@@ -274,13 +280,13 @@ def _extra_scores(vectors: np.ndarray, pos: np.ndarray, entries: np.ndarray, cac
         sl = slice(a, a + settings.align_block)
         p = pos[sl]
         imgs = torch.from_numpy(np.ascontiguousarray(vectors[sl])).to(cache.device).reshape(-1, *shape)
-        # pairs: the best match (moved by its transform) and the first pixel candidates (as they are); a best
-        # match that is not moved and is one of those candidates is the same pair, scored once
+        # pairs: the best match (moved by its transform) and the other candidates (as they are); a best match
+        # that is not moved and is one of those candidates is the same pair, scored once
         best_entry = np.where(out.train_row[p] >= 0, out.train_row[p] * m + (out.flip[p] if m == 2 else 0), -1)
-        pixel = entries[sl, :EXTRA_PIXEL_CANDIDATES]
+        as_is = _unique_rows(entries[sl])  # a window candidate may also be a pixel candidate
         unmoved = (out.angle_deg[p] == 0) & (out.scale[p] == 1) & (out.shift_y[p] == 0) & (out.shift_x[p] == 0)
-        best_entry = np.where(unmoved & (pixel == best_entry[:, None]).any(axis=1), -1, best_entry)
-        pairs = np.concatenate([best_entry[:, None], pixel], axis=1)
+        best_entry = np.where(unmoved & (as_is == best_entry[:, None]).any(axis=1), -1, best_entry)
+        pairs = np.concatenate([best_entry[:, None], as_is], axis=1)
         qi, col = np.nonzero(pairs >= 0)
         if not len(qi):
             continue
@@ -333,6 +339,21 @@ def _proposals(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingIn
                                          descriptor_sym_size(cache.shape) if settings.flips else None,
                                          cache.groups, None if groups is None else groups[sl], settings.device))
     return np.concatenate(out) if out else np.zeros((0, settings.k), np.int64)
+
+
+def _window_proposals(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingIndex,
+                      settings: MatchSettings) -> np.ndarray:
+    """n x :data:`~synthgate.audit.windows.WINDOW_CANDIDATES` entries whose windows best match each query's (and,
+    with mirrors, its mirror's), over the whole training set."""
+    import torch
+
+    db = cache.windows
+    imgs = torch.from_numpy(np.ascontiguousarray(vectors)).to(db.device).reshape(-1, *cache.shape)
+    pooled = descriptor_images(imgs)
+    views = [window_descriptors(pooled, mirrored, db.dtype) for mirrored in ((False, True) if settings.flips
+                                                                             else (False,))]
+    return window_candidates(views[0], views[1] if settings.flips else None, db, cache.valid, WINDOW_CANDIDATES,
+                             settings.per_image, cache.groups, groups)
 
 
 def _unique_rows(entries: np.ndarray) -> np.ndarray:

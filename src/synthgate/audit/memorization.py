@@ -27,12 +27,15 @@ from synthgate.audit.calibration import (
     largest_z,
     standardisation,
 )
+from synthgate.audit.candidates import descriptor_size
 from synthgate.audit.features import feature_channels
+from synthgate.audit.index import IndexSettings
 from synthgate.audit.match import MatchSettings, SetScores, cached_queries, image_queries
 from synthgate.audit.plan import plan_memory
 from synthgate.audit.shard import build_sharded_index
 from synthgate.audit.spread import build_replicated_index, score_spread
 from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
+from synthgate.audit.windows import window_bytes
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.data.manifest import check_disjoint_content, check_disjoint_names
 from synthgate.errors import InputError, UsageError
@@ -193,12 +196,16 @@ def run_memorization_audit(
     max_shift = round(config.max_shift * max(h, w)) if Transform.SHIFT in geometric else 0
     sharded = config.shard_index and distributed.world_size() > 1
     rows_here = -(-len(train) // distributed.world_size()) if sharded else len(train)  # this rank's cache
+    partial = Score.PARTIAL in config.scores
+    held = (len(train) * 4 * descriptor_size((len(channels), h, w)) if warps else 0,  # gathered whole on every rank
+            len(train) * window_bytes((len(channels), h, w), config.device) if partial else 0)
     plan = plan_memory(config.max_memory, c, len(channels), h, w, len(warps), config.k, flips, config.device,
-                       rows_here)
+                       rows_here, held)
     backend = resolve_backend(config.backend, config.device)
     refine_free = (Transform.ROTATE in geometric, Transform.ZOOM in geometric, Transform.SHIFT in geometric)
     settings = MatchSettings(config.k, backend, config.device, flips, warps, max_shift, plan.query_block,
-                             plan.align_block, refine_free, extra_scores=len(config.scores) > 1)
+                             plan.align_block, refine_free, extra_scores=len(config.scores) > 1,
+                             window_candidates=partial)
     subjects = train.subject_ids
     code = {s: i for i, s in enumerate(subjects)}
     groups = np.array([code[s] for s in train.subjects], dtype=np.int64)
@@ -214,8 +221,9 @@ def run_memorization_audit(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     build = build_sharded_index if sharded else build_replicated_index
-    with build(train, channels, groups, plan.read_block, plan.cache_budget, config.device, config.cache_dir,
-               progress=stage("features"), search_block=plan.search_block, with_descriptors=settings.robust) as cache:
+    index_settings = IndexSettings(plan.read_block, plan.cache_budget, config.device, config.cache_dir,
+                                   plan.search_block, descriptors=settings.robust, windows=settings.window_candidates)
+    with build(train, channels, groups, index_settings, progress=stage("features")) as cache:
         seconds["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         syn = score_spread(image_queries(synthetic, channels, plan.query_block, "--synthetic"), len(synthetic),

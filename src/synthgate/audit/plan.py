@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from synthgate.errors import InputError
+
 #: Largest work array of an alignment block: below glibc's mmap threshold (32 MiB), work arrays are reused from
 #: the heap; above it each is mapped and page-faulted afresh (28 M page faults, a third of a robust audit's time).
 ALIGN_WORK_BYTES = 24 << 20
@@ -34,17 +36,32 @@ class Plan:
 
 
 def plan_memory(max_memory: int, n_channels: int, n_compared: int, h: int, w: int, n_warps: int, k: int,
-                flips: bool, device: str = "cpu", n_train: int | None = None) -> Plan:
+                flips: bool, device: str = "cpu", n_train: int | None = None, held: tuple[int, int] = (0, 0)) -> Plan:
     """A :class:`Plan` that keeps the audit's working set within ``max_memory`` bytes (host) and, on CUDA, within
     70 % of the free device memory for the cache. When the cache of ``n_train`` images goes to a file, its share
-    of the host budget goes to the working blocks instead."""
+    of the host budget goes to the working blocks instead.
+
+    ``held`` is (host, device) bytes of per-row arrays the index keeps whatever the cache's place (the proposals'
+    descriptors): they are taken from the budget first. On the CPU both are host memory.
+
+    Raises:
+        InputError: the held arrays would take more than half of ``max_memory``.
+    """
+    host_held, device_held = held
+    if not device.startswith("cuda"):
+        host_held, device_held = host_held + device_held, 0
+    if host_held > max_memory // 2:
+        raise InputError(f"--max-memory {max_memory >> 20}M is too small for the descriptors of the training images "
+                         f"({host_held >> 20} MB, at most half the budget); raise --max-memory, or leave 'partial' out "
+                         "of --scores")
+    max_memory -= host_held
     d = n_compared * h * w
     m = 2 if flips else 1
     if device.startswith("cuda"):
         import torch
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
-        cache_budget = int(0.7 * free)
+        cache_budget = max(0, int(0.7 * free) - device_held)
         work = 0.9 * max_memory
     else:
         cache_budget = int(0.45 * max_memory)

@@ -62,7 +62,7 @@ def high_pass(x: Any) -> Any:
     return x - env
 
 
-def _windows(h: int, w: int) -> tuple[int, int, int, int]:
+def window_grid(h: int, w: int) -> tuple[int, int, int, int]:
     """(height, width, row stride, column stride) of the partial score's windows on an H x W image."""
     return (max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION)),
             max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION)))
@@ -77,7 +77,7 @@ def _sums(products: list[Any], h: int, w: int, by_blocks: bool) -> tuple[list[An
     """
     import torch.nn.functional as F
 
-    kh, kw, sh, sw = _windows(h, w)
+    kh, kw, sh, sw = window_grid(h, w)
     if by_blocks and kh == 2 * sh and kw == 2 * sw and h % sh == 0 and w % sw == 0:
         blocks = [t.reshape(*t.shape[:-2], h // sh, sh, w // sw, sw).sum(dim=(-3, -1)) for t in products]
         whole = [b.sum(dim=(-2, -1), keepdim=True) for b in blocks]
@@ -115,6 +115,6 @@ def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = Non
     whole, windows = _sums([m, am, bm, rq * am, ra * bm, rq * bm], h, w, by_blocks)
     structure, _ = _masked_pearson(whole)
     local, brain = _masked_pearson(windows)
-    kh, kw, _sh, _sw = _windows(h, w)
+    kh, kw, _sh, _sw = window_grid(h, w)
     local = local.masked_fill(brain < MIN_WINDOW_BRAIN * kh * kw, -1.0)
     return structure.flatten(1)[:, 0].cpu().numpy(), local.flatten(1).amax(dim=1).cpu().numpy()

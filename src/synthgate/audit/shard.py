@@ -10,7 +10,8 @@ rank then runs the same query blocks:
 * **alignment and scores** read candidate features through :meth:`ShardedIndex.rows`, a collective: the owner of
   each row contributes it and an all-reduce (one non-zero term per value, so exact) gives every rank the rows.
 
-The small per-row arrays (validity, subject codes, shift descriptors) are gathered whole on every rank. The
+The small per-row arrays (validity, subject codes, shift and window descriptors) are gathered whole on every
+rank. The
 results, hence the calibration and the outputs, equal a single process's; alignment work is replicated, not
 divided (spreading query blocks, :mod:`synthgate.audit.spread`, divides it but replicates the index).
 """
@@ -25,7 +26,7 @@ import numpy as np
 
 from synthgate import distributed
 from synthgate.audit.backend import Backend
-from synthgate.audit.index import FeatureCache, build_feature_cache, build_on_every_rank
+from synthgate.audit.index import FeatureCache, IndexSettings, build_feature_cache, build_on_every_rank
 from synthgate.audit.search import DbBlock, TopK, best_first, search_topk
 from synthgate.data.imageset import ImageSet
 from synthgate.data.manifest import remember_manifest, set_manifest
@@ -43,7 +44,8 @@ class ShardedIndex:
     Attributes:
         local: the features of rows ``offset .. offset + local.n``.
         offset: the first training row this rank owns.
-        valid, groups, descriptors: of every training row (gathered).
+        valid, groups, descriptors, windows: of every training row (gathered; ``windows`` on the device, or
+            ``None`` when not built).
     """
 
     local: FeatureCache
@@ -51,6 +53,7 @@ class ShardedIndex:
     valid: np.ndarray
     groups: np.ndarray
     descriptors: np.ndarray
+    windows: Any = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -121,28 +124,27 @@ def build_sharded_index(
     train: ImageSet,
     channels: tuple[int, ...],
     groups: np.ndarray,
-    block_size: int,
-    cache_budget: int,
-    device: str = "cpu",
-    cache_dir: str | None = None,
+    settings: IndexSettings,
     progress: Callable[[int, int], None] | None = None,
-    search_block: int | None = None,
-    with_descriptors: bool = True,
 ) -> ShardedIndex:
     """Read this rank's row range of ``train`` once into its feature cache; gather the per-row arrays and the
     content digests (so the whole set's manifest is known without another read)."""
     start, stop = shard_range(len(train), distributed.rank(), distributed.world_size())
     part = train.row_range(start, stop)
     local, pieces = build_on_every_rank(
-        lambda: build_feature_cache(part, channels, groups[start:stop], block_size, cache_budget, device, cache_dir,
-                                    progress=progress, search_block=search_block,
-                                    with_descriptors=with_descriptors),
-        lambda cache: (cache.valid, cache.descriptors, set_manifest(part).digests),
+        lambda: build_feature_cache(part, channels, groups[start:stop], settings, progress=progress),
+        lambda cache: (cache.valid, cache.descriptors, set_manifest(part).digests,
+                       None if cache.windows is None else cache.windows.cpu()),
     )
     remember_manifest(train, [d for p in pieces for d in p[2]])
     descriptors = [p[1] for p in pieces if len(p[0])]
+    windows = None
+    if settings.windows:
+        import torch
+
+        windows = torch.cat([p[3] for p in pieces if p[3] is not None], dim=1).to(settings.device)
     return ShardedIndex(
         local=local, offset=start, valid=np.concatenate([p[0] for p in pieces]),
         groups=np.asarray(groups, np.int64),
-        descriptors=np.concatenate(descriptors) if descriptors else np.zeros((0, 1), np.float32),
+        descriptors=np.concatenate(descriptors) if descriptors else np.zeros((0, 1), np.float32), windows=windows,
     )

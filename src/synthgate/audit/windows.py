@@ -1,0 +1,156 @@
+"""Partial-copy candidates: the training images whose half-size windows best match a query's, over the whole set.
+
+The partial score (:mod:`synthgate.audit.scores`) catches a copied half slice or a pasted tumour region, but only
+for the pairs it is given, and the whole-image pixel search does not propose the source of a partial copy: its
+whole-image r is set by the other, foreign part of the slice and by anatomy (0.95 for any slice at the same level),
+so the source is rarely among a query's first whole-image candidates.
+
+The **window descriptors** search every training image for the best window instead. Each feature image is
+area-downsampled to :data:`~synthgate.audit.candidates.DESCRIPTOR_SIZE` (the pooled images of the shift descriptor),
+reduced to its high-pass residual (the structure, not the outline), and cut into the partial score's 3 x 3 grid of
+half-size windows at a quarter-side stride. Each window is centred and scaled to unit norm per channel (divided by
+sqrt C), so that the product of two windows is their channel-mean Pearson r; a window with too little brain is
+zero and never wins. A query's score against a training image is the best window at the same place, and its
+mirror's (an index entry ``2 j + 1``). The best entry per query becomes one more pair of the partial and structure
+scores, which decide; this search only proposes, so it runs in bfloat16 where the CPU or GPU multiplies it fast.
+
+On the first benchmark's half and patch copies the top window candidate was the copy's source (or the training
+slice it was pasted into) for 60 of 60 copies, where the first whole-image candidates missed it for most.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from synthgate.audit.candidates import DESCRIPTOR_SIZE
+from synthgate.audit.plan import ALIGN_WORK_BYTES
+from synthgate.audit.scores import MIN_WINDOW_BRAIN, brain_mask, high_pass, window_grid
+
+#: Window candidates kept per query (each is one more full-resolution pair of the extra scores): the copied part's
+#: source and the slice it was pasted into.
+WINDOW_CANDIDATES = 2
+
+
+def proposal_dtype(device: str) -> Any:
+    """bfloat16 where the device multiplies it natively (CUDA; a CPU with AVX-512 BF16 or AMX, through oneDNN),
+    else float32: a CPU without it emulates bfloat16 several times slower than float32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native else torch.float32
+
+
+def window_bytes(shape: tuple[int, int, int], device: str) -> int:
+    """Bytes of one image's window descriptors as the index holds them (on ``device``)."""
+    n_windows, values = window_layout(shape)
+    return n_windows * values * proposal_dtype(device).itemsize
+
+
+def window_layout(shape: tuple[int, int, int]) -> tuple[int, int]:
+    """(windows per image, values per window descriptor) of C x H x W feature images: the windows are cut from
+    the images pooled to at most :data:`~synthgate.audit.candidates.DESCRIPTOR_SIZE` a side."""
+    c, h, w = (shape[0], *(min(s, DESCRIPTOR_SIZE) for s in shape[1:]))
+    kh, kw, sh, sw = window_grid(h, w)
+    return ((h - kh) // sh + 1) * ((w - kw) // sw + 1), c * kh * kw
+
+
+def window_descriptors(pooled: Any, mirrored: bool = False, dtype: Any = None) -> Any:
+    """Window descriptors of pooled feature images (torch, n x C x h x w, from
+    :func:`~synthgate.audit.candidates.descriptor_images`), or of their mirrors: W x n x D (windows first, so
+    that each window's rows are one contiguous matrix), zero for windows with too little brain.
+
+    Each window's mean and norm come from pooled sums of the residual and its square (a pass over the small image,
+    not over the 2.25x larger stack of overlapping windows), and the centred, scaled windows are written straight
+    into the W x n x D result in ``dtype``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = pooled.float()
+    if mirrored:
+        x = torch.flip(x, dims=(-1,))  # adaptive pooling bins are mirror-symmetric: the mirror's pooled image
+    n, c, h, w = x.shape
+    kh, kw, sh, sw = window_grid(h, w)
+    residual = high_pass(x)
+    mean = F.avg_pool2d(residual, (kh, kw), (sh, sw))  # n x C x gh x gw
+    spread = (F.avg_pool2d(residual * residual, (kh, kw), (sh, sw)) - mean * mean).clamp_min(0) * (kh * kw)
+    brain = F.avg_pool2d(brain_mask(x).float(), (kh, kw), (sh, sw))  # n x 1 x gh x gw: brain fraction
+    scale = (brain >= MIN_WINDOW_BRAIN) / (spread.sqrt().clamp_min(1e-12) * c**0.5)
+    gh, gw = mean.shape[-2:]
+    win = residual.unfold(2, kh, sh).unfold(3, kw, sw)  # n x C x gh x gw x kh x kw (a view)
+    centred = (win - mean[..., None, None]).mul_(scale[..., None, None])
+    out = torch.empty((gh * gw, n, c * kh * kw), dtype=dtype or torch.float32, device=x.device)
+    out.view(gh, gw, n, c, kh, kw).copy_(centred.permute(2, 3, 0, 1, 4, 5))
+    return out
+
+
+def window_candidates(
+    queries: Any,
+    mirrors: Any | None,
+    db: Any,
+    db_valid: np.ndarray,
+    k: int,
+    per_image: int,
+    db_groups: np.ndarray | None = None,
+    query_groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """n x k index entries proposed by each query's windows (-1 where fewer exist).
+
+    Each window position proposes the training entry whose window there matches the query's best; the proposals
+    are ranked by that match and the first ``k`` distinct entries kept. A partial copy has two sources (the copied
+    part and the slice it was pasted into), and the windows that do not see the first often propose the second.
+
+    Args:
+        queries: W x n x D window descriptors of the queries (:func:`window_descriptors`), in ``db``'s dtype and
+            on its device.
+        mirrors: the same of the queries' mirrors (scored as entries ``2 j + 1``), or ``None`` without mirrors.
+        db: W x N x D window descriptors of the training images.
+        db_valid: N bools; zero-variance training images are never proposed.
+        k: entries kept per query.
+        per_image: index entries per training image (2 with mirrors).
+        db_groups, query_groups: a query never gets a training image of its own group.
+    """
+    import torch
+
+    n_windows, n, total = int(db.shape[0]), int(queries.shape[1]), int(db.shape[1])
+    views = [queries] if mirrors is None else [queries, mirrors]
+    out = np.full((n, k), -1, np.int64)
+    if n == 0 or total == 0 or k == 0:
+        return out
+    device = db.device
+    bad = torch.from_numpy(~np.asarray(db_valid, bool)).to(device)[None, :]
+    if db_groups is not None and query_groups is not None:
+        bad = bad | (torch.from_numpy(np.asarray(query_groups))[:, None].to(device)
+                     == torch.from_numpy(np.asarray(db_groups))[None, :].to(device))
+    stacked = torch.cat(views, dim=1)  # W x (views n) x D
+    chunk = max(1, ALIGN_WORK_BYTES // (4 * n * len(views)))  # training rows per pass (its scores, mirrors too)
+    best = torch.full((n_windows, n), -torch.inf, device=device)  # each window's best score so far, and entry
+    entry = torch.full((n_windows, n), -1, dtype=torch.int64, device=device)
+    for a in range(0, total, chunk):
+        b = min(total, a + chunk)
+        mask = bad[:, a:b]
+        masked = bool(mask.any())
+        for w in range(n_windows):
+            s = (stacked[w] @ db[w, a:b].T).reshape(len(views), n, b - a)  # one product for a query and its mirror
+            if masked:
+                s = s.masked_fill(mask[None], -torch.inf)
+            for mirrored in range(len(views)):
+                value, col = s[mirrored].max(dim=1)
+                value = value.float()
+                better = value > best[w]  # ties keep the earlier entry (lower row, unmirrored first)
+                best[w] = torch.where(better, value, best[w])
+                entry[w] = torch.where(better, (a + col) * per_image + mirrored, entry[w])
+    best_np, entry_np = best.T.cpu().numpy(), entry.T.cpu().numpy()  # n x W
+    for i in range(n):
+        order = np.argsort(-best_np[i], kind="stable")
+        kept = list(dict.fromkeys(int(e) for e, v in zip(entry_np[i, order], best_np[i, order], strict=True)
+                                  if np.isfinite(v)))[:k]
+        out[i, : len(kept)] = kept
+    return out
