@@ -3,19 +3,24 @@
 Usage:
 
     python benchmarks/audit_scale.py [--train 10000] [--synthetic 1000] [--holdout 500] [--size 128]
-        [--transforms hflip robust] [--backend torch] [--max-memory 2G] [--workdir /tmp/audit_scale] [--json]
+        [--transforms hflip robust] [--scores all pearson] [--backend torch] [--max-memory 2G]
+        [--workdir /tmp/audit_scale] [--json]
 
 It streams three float16 slice stores to ``--workdir`` (never holding a set in memory): brain-like slices of
 procedural subjects (a smooth 3D texture inside an ellipsoid, 4 sequences + a label, 100 slices per subject);
 the synthetic set is slices of other subjects plus ``--planted`` mirrored copies of training slices. Then, for
-each ``--transforms`` setting, it runs ``synthgate audit memorization`` as a subprocess and prints
+each ``--transforms`` setting and each ``--scores`` set (``all``: the default scores; ``pearson``,
+``pearson,structure``: fewer), it runs ``synthgate audit memorization`` as a subprocess and prints
 
 * the wall time and its ratio to the floor: one numpy sgemm of the same (queries x 2 N x d) shape (queries =
   synthetic + holdout, 2 N = training images and mirrors), timed in this run in blocks of training rows;
 * the peak RSS of the audit process, against ``--max-memory`` plus the interpreter constant (the peak RSS of
   the same command on a 4-image store);
 * the number of exhaustive fallbacks and of exactly scored pairs, and the wall time of each stage;
-* how many planted copies were flagged.
+* how many planted copies were flagged;
+
+and, where a setting ran with fewer scores too, what the added scores cost: wall time over that of the run
+without them (issue 10: at most +50 % per added score).
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ def main() -> None:
     ap.add_argument("--planted", type=int, default=20)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--transforms", nargs="+", default=["hflip", "robust"], choices=["hflip", "robust"])
+    ap.add_argument("--scores", nargs="+", default=["all"], choices=["all", "pearson", "pearson,structure"])
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--max-memory", default="2G")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/audit_scale"))
@@ -157,9 +163,10 @@ def main() -> None:
         "interpreter_rss_mb": round(constant / 2**20), "max_memory": a.max_memory,
         "load_average": os.getloadavg()[0], "runs": {},
     }
-    for t in a.transforms:
-        out = wd / f"out_{t}"
-        flags = ["--transforms", "hflip"] if t == "hflip" else []
+    for t, scores in ((t, sc) for t in a.transforms for sc in a.scores):
+        name = t if scores == "all" else f"{t}/{scores}"
+        out = wd / f"out_{t}_{scores.replace(',', '_')}"
+        flags = (["--transforms", "hflip"] if t == "hflip" else []) + ([] if scores == "all" else ["--scores", scores])
         wall, rc, peak = run_audit([*base, *flags, "--synthetic", str(wd / "synthetic"), "--out", str(out)], wd)
         summary = json.loads((out / "summary.json").read_text()) if rc == 0 else {}
         flagged_planted = 0
@@ -170,7 +177,7 @@ def main() -> None:
                 flagged_planted = sum(1 for r in csv.DictReader(fh) if r["synthetic_id"].startswith("copy")
                                       and r["flagged"] == "true")
         counts = summary.get("counts", {})
-        report["runs"][t] = {  # type: ignore[index]
+        report["runs"][name] = {  # type: ignore[index]
             "exit": rc, "wall_s": round(wall, 1), "ratio_to_sgemm": round(wall / floor, 2),
             "peak_rss_mb": round(peak / 2**20), "rss_within_budget": peak <= budget + constant,
             "fallbacks": counts.get("exhaustive_fallbacks"),
@@ -191,6 +198,13 @@ def main() -> None:
               f"  fallbacks {r['fallbacks']}  exact pairs {r['pairs_scored_exactly']}  planted flagged "
               f"{r['planted_flagged']}  cache {r['feature_cache']}")
         print(f"      stages: {r['stages_s']}")
+    runs = report["runs"]
+    for t in a.transforms:
+        fewer = [sc for sc in ("pearson,structure", "pearson") if f"{t}/{sc}" in runs]  # type: ignore[operator]
+        if t in runs and fewer:  # type: ignore[operator]
+            walls = {sc: runs[f"{t}/{sc}"]["wall_s"] for sc in fewer}  # type: ignore[index]
+            print(f"[{t}] added scores cost: " + ", ".join(
+                f"+{runs[t]['wall_s'] / w - 1:.0%} over {sc} only" for sc, w in walls.items()))  # type: ignore[index]
 
 
 if __name__ == "__main__":

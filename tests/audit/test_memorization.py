@@ -189,6 +189,15 @@ def test_plan_respects_budget() -> None:
     assert big.search_block > small.search_block and big.query_block > small.query_block
 
 
+def test_plan_takes_the_held_descriptors_from_the_budget_first() -> None:
+    free = plan_memory(64 << 20, 5, 4, 64, 64, n_warps=13, k=5, flips=True)
+    held = plan_memory(64 << 20, 5, 4, 64, 64, n_warps=13, k=5, flips=True, held=(10 << 20, 6 << 20))
+    assert held.cache_budget <= 0.45 * (48 << 20) < free.cache_budget  # 16 MB held on the CPU: 48 MB left
+    assert held.query_block < free.query_block
+    with pytest.raises(InputError, match="--max-memory 64M .* raise --max-memory"):
+        plan_memory(64 << 20, 5, 4, 64, 64, n_warps=13, k=5, flips=True, held=(20 << 20, 13 << 20))
+
+
 def test_include_label_changes_the_similarity(train_set: ImageSet, holdout_set: ImageSet) -> None:
     copies, rows = plant_copies(train_set, 2, kinds=[CopyKind.IDENTITY, CopyKind.NOISE], seed=4)
     without = run_memorization_audit(train_set, copies, holdout_set, MemorizationConfig(transforms=()))

@@ -35,7 +35,7 @@ from synthgate.audit.plan import plan_memory
 from synthgate.audit.shard import build_sharded_index
 from synthgate.audit.spread import build_replicated_index, score_spread
 from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
-from synthgate.audit.windows import window_bytes
+from synthgate.audit.windows import proposal_dtype, window_bytes
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.data.manifest import check_disjoint_content, check_disjoint_names
 from synthgate.errors import InputError, UsageError
@@ -296,6 +296,7 @@ def run_memorization_audit(
         "feature_cache": cache_where,
         "max_shift_px": max_shift,
         "warps": len(warps),
+        "window_proposals": str(proposal_dtype(config.device)).removeprefix("torch.") if partial else None,
         "similarity": "mean over channels of Pearson r; best over mirror, shift, rotation and zoom",
         "scores_combined": "an image is flagged when any score reaches its threshold; the thresholds share one "
                            "standardised level (null mean + z * null sd), calibrated on the null's maximum z",

@@ -13,6 +13,8 @@ sqrt C), so that the product of two windows is their channel-mean Pearson r; a w
 zero and never wins. A query's score against a training image is the best window at the same place, and its
 mirror's (an index entry ``2 j + 1``). The best entry per query becomes one more pair of the partial and structure
 scores, which decide; this search only proposes, so it runs in bfloat16 where the CPU or GPU multiplies it fast.
+Ties within bfloat16 rounding go to the lower entry, so on one device the proposals do not depend on block sizes
+or ranks; a CPU and a GPU may break such a near-tie differently (docs/architecture.md, Exactness).
 
 On the first benchmark's half and patch copies the top window candidate was the copy's source (or the training
 slice it was pasted into) for 60 of 60 copies, where the first whole-image candidates missed it for most.
