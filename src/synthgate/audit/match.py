@@ -3,7 +3,8 @@
 A query block goes through the steps in order: features -> exact pixel search over the feature cache (queries
 and their mirrors; entry ``2 j + 1`` is training image ``j`` mirrored, so ties go to the unmirrored image) ->
 candidates (pixel top-k, shift-invariant descriptor proposals, mirror partners) -> batched alignment -> the best
-match. Results are typed arrays in query order (:class:`SetScores`).
+match -> the structure and partial scores of the best match, the first pixel candidate and the window proposals
+(:mod:`synthgate.audit.windows`). Results are typed arrays in query order (:class:`SetScores`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class MatchSettings:
     align_block: int
     refine: tuple[bool, bool, bool] = (False, False, False)  # rotation, zoom, shift free in the refinement
     extra_scores: bool = True  # structure and partial scores
-    window_candidates: bool = False  # also score the best window match over the whole set (synthgate.audit.windows)
+    window_candidates: bool = False  # extra scores also for the window proposals (synthgate.audit.windows)
 
     @property
     def per_image(self) -> int:

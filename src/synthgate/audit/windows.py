@@ -10,14 +10,18 @@ area-downsampled to :data:`~synthgate.audit.candidates.DESCRIPTOR_SIZE` (the poo
 reduced to its high-pass residual (the structure, not the outline), and cut into the partial score's 3 x 3 grid of
 half-size windows at a quarter-side stride. Each window is centred and scaled to unit norm per channel (divided by
 sqrt C), so that the product of two windows is their channel-mean Pearson r; a window with too little brain is
-zero and never wins. A query's score against a training image is the best window at the same place, and its
-mirror's (an index entry ``2 j + 1``). The best entry per query becomes one more pair of the partial and structure
-scores, which decide; this search only proposes, so it runs in bfloat16 where the CPU or GPU multiplies it fast.
+zero and never wins. Each window position proposes the training entry (its mirror too: entry ``2 j + 1``) whose
+window there best matches the query's; the :data:`WINDOW_CANDIDATES` best distinct proposals become pairs of the
+partial and structure scores, which decide. This search only proposes, so it runs in bfloat16 where the CPU or
+GPU multiplies it fast.
 Ties within bfloat16 rounding go to the lower entry, so on one device the proposals do not depend on block sizes
 or ranks; a CPU and a GPU may break such a near-tie differently (docs/architecture.md, Exactness).
 
-On the first benchmark's half and patch copies the top window candidate was the copy's source (or the training
-slice it was pasted into) for 60 of 60 copies, where the first whole-image candidates missed it for most.
+On the first benchmark's half and patch copies (real slices, 10 per kind, seeds 0-3: 80 copies) the proposals
+held the copy's source or the training slice it was pasted into for every copy, where the first whole-image
+candidates missed both for most. A patch that straddles the partial score's grid scores low against its source
+but high against the slice it was pasted into, which the second proposal (from the windows that do not see the
+patch) supplies.
 """
 
 from __future__ import annotations
