@@ -15,8 +15,9 @@ from PIL import Image
 
 from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
 from synthgate.audit.planted import _geom
-from synthgate.audit.report import write_audit_outputs
+from synthgate.audit.report import MIN_HOLDOUT_SUBJECTS, calibration_note, write_audit_outputs
 from synthgate.audit.transforms import apply_match_transform
+from synthgate.data.imageset import ImageSet
 
 from .conftest import blob_images, make_set
 
@@ -55,3 +56,13 @@ def test_report_shows_full_ids_every_channel_and_aligned_pairs(tmp_path: Path) -
     assert "moved onto it by the matched transform" in page
     top = Image.open(out / "top_pairs.png")
     assert top.width == grid.width and top.height >= len(pngs) * grid.height * 0.99
+
+
+def test_calibration_note_warns_of_a_holdout_of_few_subjects(train_set: ImageSet, holdout_set: ImageSet,
+                                                              unseen_set: ImageSet) -> None:
+    res = run_memorization_audit(train_set, unseen_set, holdout_set, MemorizationConfig(transforms=()))
+    assert res.counts["holdout_subjects"] == len(holdout_set.subject_ids) < MIN_HOLDOUT_SUBJECTS
+    note = calibration_note(res)
+    assert f"the holdout holds {len(holdout_set.subject_ids)} subjects" in note and "too few" in note
+    many = replace(res, counts=res.counts | {"holdout_subjects": MIN_HOLDOUT_SUBJECTS})
+    assert "holdout holds" not in calibration_note(many)

@@ -280,6 +280,7 @@ def run_memorization_audit(
         "synthetic": len(synthetic),
         "train": len(train),
         "holdout": 0 if holdout is None else len(holdout),
+        "holdout_subjects": 0 if holdout is None else len(holdout.subject_ids),
         "train_subjects": len(subjects),
         "flagged": int(flagged.sum()),
         "zero_variance": int((~syn.valid).sum()),

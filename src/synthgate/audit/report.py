@@ -84,6 +84,10 @@ def _subjects_note(result: MemorizationResult, source: SubjectSource) -> str:
     return PER_IMAGE_NOTE
 
 
+#: Holdout subjects below which the calibration note warns that the stated rate may not carry to other patients.
+MIN_HOLDOUT_SUBJECTS = 10
+
+
 def calibration_note(result: MemorizationResult) -> str:
     """A plain-language caveat on the calibration (empty when there is none)."""
     cal = result.calibration
@@ -92,10 +96,18 @@ def calibration_note(result: MemorizationResult) -> str:
         return (f"no holdout: each training image was scored against the other {n_sub - 1} training subjects, "
                 f"while synthetic images meet all {n_sub}; with few subjects this null is biased low and the "
                 "false-positive rate is higher than stated; audit again with --holdout")
+    notes = []
     if cal.n_null and cal.quantile is not None and cal.n_null + 1 < 1 / (1 - cal.quantile):
-        return (f"{cal.n_null} null scores are too few for quantile {cal.quantile}: the threshold is the null "
-                "maximum; a larger holdout gives a sharper threshold")
-    return ""
+        notes.append(f"{cal.n_null} null scores are too few for quantile {cal.quantile}: the threshold is the null "
+                     "maximum; a larger holdout gives a sharper threshold")
+    held = result.counts.get("holdout_subjects", 0)
+    if cal.method == "holdout-quantile" and 0 < held < MIN_HOLDOUT_SUBJECTS:
+        # slices of one patient are not exchangeable with another's: patients differ in how alike they are to the
+        # training set (on 5 BRATS patients, a 1-subject holdout let 0-17 % of another patient's slices through)
+        notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}: the expected false-positive rate "
+                     "holds for patients like them, and another patient may be flagged more often; a holdout of "
+                     f"at least {MIN_HOLDOUT_SUBJECTS} subjects calibrates for the spread between patients")
+    return "; ".join(notes)
 
 
 def _transform_counts(result: MemorizationResult) -> dict[str, int]:
