@@ -139,10 +139,16 @@ def descriptor_candidates(
     rows = top.indices.reshape(n, m, n_views * kk).cpu().numpy().astype(np.int64)
     flip = np.broadcast_to(np.arange(m)[None, :, None], rows.shape)
     entries = (rows * per_image + (flip if per_image == 2 else 0)).reshape(n, -1)
-    vals = top.values.reshape(n, -1).cpu().numpy()
-    for i in range(n):
-        order = np.argsort(-vals[i], kind="stable")
-        uniq = list(dict.fromkeys(int(e) for e, v in zip(entries[i, order], vals[i, order], strict=True)
+    return best_distinct(entries, top.values.reshape(n, -1).cpu().numpy(), k)
+
+
+def best_distinct(entries: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """n x k: each row's first ``k`` distinct entries in order of falling score (the earlier column first on a
+    tie; entries with a non-finite score are dropped), -1 where fewer exist."""
+    out = np.full((len(entries), k), -1, dtype=np.int64)
+    for i in range(len(entries)):
+        order = np.argsort(-scores[i], kind="stable")
+        uniq = list(dict.fromkeys(int(e) for e, v in zip(entries[i, order], scores[i, order], strict=True)
                                   if np.isfinite(v)))[:k]
         out[i, : len(uniq)] = uniq
     return out

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from synthgate.audit.candidates import DESCRIPTOR_SIZE
+from synthgate.audit.candidates import DESCRIPTOR_SIZE, best_distinct
 from synthgate.audit.plan import ALIGN_WORK_BYTES
 from synthgate.audit.scores import MIN_WINDOW_BRAIN, brain_mask, high_pass, window_grid
 
@@ -153,10 +153,4 @@ def window_candidates(
                 better = value > best[w]  # ties keep the earlier entry (lower row, unmirrored first)
                 best[w] = torch.where(better, value, best[w])
                 entry[w] = torch.where(better, (a + col) * per_image + mirrored, entry[w])
-    best_np, entry_np = best.T.cpu().numpy(), entry.T.cpu().numpy()  # n x W
-    for i in range(n):
-        order = np.argsort(-best_np[i], kind="stable")
-        kept = list(dict.fromkeys(int(e) for e, v in zip(entry_np[i, order], best_np[i, order], strict=True)
-                                  if np.isfinite(v)))[:k]
-        out[i, : len(kept)] = kept
-    return out
+    return best_distinct(entry.T.cpu().numpy(), best.T.cpu().numpy(), k)  # over the n x W window proposals
