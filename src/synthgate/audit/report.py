@@ -105,8 +105,9 @@ def calibration_note(result: MemorizationResult) -> str:
         # slices of one patient are not exchangeable with another's: patients differ in how alike they are to the
         # training set (on 5 BRATS patients, a 1-subject holdout let 0-17 % of another patient's slices through)
         notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}: the expected false-positive rate "
-                     "holds for patients like them, and another patient may be flagged more often; a holdout of "
-                     f"at least {MIN_HOLDOUT_SUBJECTS} subjects calibrates for the spread between patients")
+                     f"holds for patients like {'them' if held > 1 else 'it'}, and another patient may be flagged "
+                     f"more often; a holdout of at least {MIN_HOLDOUT_SUBJECTS} subjects calibrates for the spread "
+                     "between patients")
     return "; ".join(notes)
 
 
