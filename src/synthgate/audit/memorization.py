@@ -1,9 +1,11 @@
 """The memorization audit: does any synthetic image reproduce a training image?
 
 For every synthetic image: the exact top-k training images by channel-averaged Pearson r (mirrors included),
-then a shift/rotation/zoom-tolerant re-rank of candidates; the best score is compared with a threshold
-calibrated on unseen images (holdout, or other training subjects); flagged copies are counted per training
-subject. See :mod:`synthgate.audit.search`, :mod:`synthgate.audit.robust`, :mod:`synthgate.audit.calibration`.
+then a shift/rotation/zoom-tolerant re-rank of candidates, and the structure and partial scores of the best
+pairs (window proposals included); the scores are compared with thresholds calibrated on unseen images
+(holdout, or other training subjects); flagged copies are counted per training subject. See
+:mod:`synthgate.audit.search`, :mod:`synthgate.audit.align`, :mod:`synthgate.audit.windows`,
+:mod:`synthgate.audit.calibration`.
 """
 
 from __future__ import annotations
