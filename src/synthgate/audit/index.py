@@ -298,7 +298,8 @@ def build_feature_cache(
             hashed = hasher.submit(block_digests, block)
             f = pearson_features(block, channels, train.label_channel, scratch[: len(block)])
             valid[rows] = f.valid
-            pooled = descriptor_images(torch.from_numpy(f.vectors).reshape(-1, c, h, w))  # both descriptors' input
+            if settings.descriptors or cache.windows is not None:  # the pooled images are both descriptors' input
+                pooled = descriptor_images(torch.from_numpy(f.vectors).reshape(-1, c, h, w))
             desc.append(descriptors(pooled, (c, *pooled.shape[-2:])) if settings.descriptors
                         else np.zeros((len(block), 0), np.float32))
             if cache.windows is not None:

@@ -11,9 +11,9 @@ rank then runs the same query blocks:
   each row contributes it and an all-reduce (one non-zero term per value, so exact) gives every rank the rows.
 
 The small per-row arrays (validity, subject codes, shift and window descriptors) are gathered whole on every
-rank. The
-results, hence the calibration and the outputs, equal a single process's; alignment work is replicated, not
-divided (spreading query blocks, :mod:`synthgate.audit.spread`, divides it but replicates the index).
+rank. The results, hence the calibration and the outputs, equal a single process's; alignment work is
+replicated, not divided (spreading query blocks, :mod:`synthgate.audit.spread`, divides it but replicates the
+index).
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def build_sharded_index(
         import torch
 
         windows = torch.cat([p[3] for p in pieces if p[3] is not None], dim=1).to(settings.device)
+        local.windows = None  # its rows are in the gathered copy: not held twice
     return ShardedIndex(
         local=local, offset=start, valid=np.concatenate([p[0] for p in pieces]),
         groups=np.asarray(groups, np.int64),
