@@ -11,7 +11,9 @@ audit runs once on the whole set, calibrated on the holdout as the CLI does. Per
 * AUC: the audit's best score of the copies against that of the unseen subject's slices (1 = every copy scores
   above every unseen slice), sklearn's ``roc_auc_score``;
 * flagged: the fraction flagged at the tool's own (calibrated) threshold;
-* right source: the fraction whose best match is a slice of the patient the copy was made from;
+* right source: the fraction of flagged copies whose named training slice (the row of the first score that
+  flagged it, whose subject the audit counts as leaked) is of the patient the copy was made from, or, for a
+  blend or partial copy, of the patient of its second image (also a training slice);
 
 then the false-positive rate on the unseen subject and the audit's wall time. Issue 10's targets: AUC >= 0.98
 and >= 95 % flagged for every kind, <= 1 % of unseen slices flagged. Measured, not asserted.
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
-from synthgate.audit.planted import CopyKind, plant_copies
+from synthgate.audit.planted import PARTNER_KINDS, CopyKind, copy_partners, plant_copies
 from synthgate.audit.report import write_audit_outputs
 from synthgate.data.readers import load_set
 
@@ -63,6 +65,7 @@ def main() -> None:
     holdout = load_set(args.ingested / "holdout")
     test = load_set(args.ingested / "test")
     copies, src_rows = plant_copies(train, args.per_kind, kinds=args.kinds, seed=args.seed)
+    partner_rows = copy_partners(train, args.per_kind, kinds=args.kinds, seed=args.seed)
     unseen = test.subset(range(len(test)))
     synthetic = replace(
         unseen,
@@ -103,8 +106,11 @@ def main() -> None:
         labels = np.r_[np.zeros(n_un), np.ones(len(idx))]
         auc = float(roc_auc_score(labels, np.r_[score[:n_un], score[idx]]))
         flagged = float(result.flagged[idx].mean())
-        right = np.mean([train.subjects[int(s.train_row[i])] == train.subjects[int(src_rows[i - n_un])]
-                         if s.train_row[i] >= 0 else False for i in idx])
+        named = result.source_row if result.source_row is not None else s.train_row
+        sources = [[int(src_rows[i - n_un])] + ([int(partner_rows[i - n_un])] if kind in PARTNER_KINDS else [])
+                   for i in idx]
+        right = np.mean([named[i] >= 0 and train.subjects[int(named[i])] in {train.subjects[r] for r in rows}
+                         for i, rows in zip(idx, sources, strict=True) if result.flagged[i]] or [0.0])
         ok = auc >= TARGET_AUC and flagged >= TARGET_FLAGGED
         if not ok:
             short.append(kind)

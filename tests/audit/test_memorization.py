@@ -48,6 +48,8 @@ def test_every_copy_kind_is_flagged_and_unseen_images_are_not(
     assert set(res.calibrations) == {"pearson", "structure", "partial"}
     assert res.counts["flagged"] == len(copies)
     assert set(res.leaked_subjects) == {train_set.subjects[r] for r in rows}
+    assert res.source_row is not None and (res.source_row[:n] == -1).all()
+    np.testing.assert_array_equal(res.source_row[n:], rows)  # Pearson flagged each copy first: its row is named
     assert res.test.p_value is not None and res.test.p_value < 0.05
 
 

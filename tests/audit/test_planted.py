@@ -11,6 +11,7 @@ from synthgate.audit.planted import (
     HARD_KINDS,
     OTHER_SUBJECT_KINDS,
     CopyKind,
+    copy_partners,
     plant_copies,
     transform_copy,
 )
@@ -148,6 +149,7 @@ def test_partial_copies_take_another_subjects_slice() -> None:
         partner = [p for p in range(len(train))
                    if np.allclose(y[ch][:, differs], train.images[p][ch][:, differs], atol=1e-4)]
         assert len(partner) == 1 and train.subjects[partner[0]] != train.subjects[r], (kind, f)
+        assert copy_partners(train, 4, kinds=kinds, seed=5)[f] == partner[0]  # the partner, as the benchmark reads it
 
 
 def test_basic_kinds_are_the_default_and_hard_kinds_follow() -> None:

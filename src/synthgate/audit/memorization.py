@@ -149,6 +149,8 @@ class MemorizationResult:
     flagged_by: tuple[str, ...] = ()  # per synthetic image: the scores at or above their threshold, "+"-joined
     statistic: np.ndarray | None = None  # per synthetic image: what the scores vote with (largest standardised
     # score; the Pearson score when it votes alone), for rankings such as an AUC
+    source_row: np.ndarray | None = None  # per synthetic image: the training row named by the first score that
+    # flagged it (pearson, structure, partial), -1 when not flagged; its subject is the one counted as leaked
 
     @property
     def fraction_flagged(self) -> float:
@@ -311,7 +313,7 @@ def run_memorization_audit(
         config=config, synthetic=syn, null=null, null_name=null_name, null_ids=tuple(null_ids), calibration=cal,
         flagged=flagged, train_subjects=subjects, leaked_subjects=leaked, test=test, counts=counts,
         settings=settings_json, versions=_versions(), seconds=seconds, calibrations=calibrations,
-        flagged_by=flagged_by, statistic=statistic,
+        flagged_by=flagged_by, statistic=statistic, source_row=source,
     )
 
 

@@ -204,6 +204,27 @@ def _other_subject_partners(train: ImageSet, rows: np.ndarray, seed: int) -> np.
     return out
 
 
+def _draw_rows(train: ImageSet, n_per_kind: int, kinds: Sequence[CopyKind],
+               seed: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+    """(the generator, kinds x n source rows, their partner rows) of :func:`plant_copies`; the generator goes on
+    to draw the transforms."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(train), size=(len(kinds), n_per_kind), replace=len(train) < len(kinds) * n_per_kind)
+    partners = rng.choice(len(train), size=rows.shape)
+    others = _other_subject_partners(train, rows, seed)
+    for j, kind in enumerate(kinds):
+        if kind in OTHER_SUBJECT_KINDS:
+            partners[j] = others[j]
+    return rng, rows, partners
+
+
+def copy_partners(train: ImageSet, n_per_kind: int, kinds: Sequence[CopyKind | str] = BASIC_KINDS,
+                  seed: int = 0) -> np.ndarray:
+    """The partner row of each copy :func:`plant_copies` makes with the same arguments (the blend's or partial
+    copy's second image; drawn, and unused, for the other kinds), in the copies' order."""
+    return _draw_rows(train, n_per_kind, [CopyKind(k) for k in kinds], seed)[2].ravel()
+
+
 def plant_copies(train: ImageSet, n_per_kind: int, kinds: Sequence[CopyKind | str] = BASIC_KINDS,
                  seed: int = 0, prefix: str = "copy") -> tuple[ImageSet, np.ndarray]:
     """Transformed copies of random training images.
@@ -215,14 +236,8 @@ def plant_copies(train: ImageSet, n_per_kind: int, kinds: Sequence[CopyKind | st
         (the copies as an in-memory set with ids ``{prefix}-{kind}-{i}`` and source = kind,
         the training row each copy was made from).
     """
-    rng = np.random.default_rng(seed)
     kinds_ = [CopyKind(k) for k in kinds]
-    rows = rng.choice(len(train), size=(len(kinds_), n_per_kind), replace=len(train) < len(kinds_) * n_per_kind)
-    partners = rng.choice(len(train), size=rows.shape)
-    others = _other_subject_partners(train, rows, seed)
-    for j, kind in enumerate(kinds_):
-        if kind in OTHER_SUBJECT_KINDS:
-            partners[j] = others[j]
+    rng, rows, partners = _draw_rows(train, n_per_kind, kinds_, seed)
     src = train.read_rows(rows.ravel())
     oth = train.read_rows(partners.ravel())
     out, ids, sources = [], [], []
