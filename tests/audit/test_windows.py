@@ -48,6 +48,8 @@ def _reference(views: list[torch.Tensor], db: torch.Tensor, bad: np.ndarray, k: 
     for i in range(n):
         proposals = []
         for w in range(len(db)):
+            if all(float(v[w, i].abs().max()) == 0 for v in views):
+                continue  # no brain in this window: it proposes nothing
             best, who = -np.inf, -1
             for j in range(total):
                 for mirrored, v in enumerate(views):
@@ -64,6 +66,8 @@ def _reference(views: list[torch.Tensor], db: torch.Tensor, bad: np.ndarray, k: 
 def test_window_candidates_equal_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(43)
     q, qm, db = (torch.from_numpy(rng.normal(size=(9, n, 12)).astype(np.float32)) for n in (5, 5, 23))
+    q[:8, 1], qm[:8, 1] = 0, 0  # query 1 has brain in its last window only: one proposal
+    q[2, 3] = 0  # query 3's window 2 is empty, its mirror's is not: it still proposes
     valid = np.ones(23, bool)
     valid[[3, 17]] = False
     groups, query_groups = np.arange(23) % 4, np.array([0, 1, 2, 3, 0])
@@ -71,6 +75,7 @@ def test_window_candidates_equal_brute_force(monkeypatch: pytest.MonkeyPatch) ->
     got = window_candidates(q, qm, db, valid, 3, 2, groups, query_groups)
     bad = ~valid[None, :] | (query_groups[:, None] == groups[None, :])
     np.testing.assert_array_equal(got, _reference([q, qm], db, bad, 3))
+    assert got[1, 0] >= 0 and (got[1, 1:] == -1).all()
     plain = window_candidates(q, None, db, valid, 2, 1)  # without mirrors: entries are rows
     np.testing.assert_array_equal(plain, _reference([q], db, np.repeat(~valid[None, :], 5, axis=0), 2))
 

@@ -109,9 +109,10 @@ def window_candidates(
 ) -> np.ndarray:
     """n x k index entries proposed by each query's windows (-1 where fewer exist).
 
-    Each window position proposes the training entry whose window there matches the query's best; the proposals
-    are ranked by that match and the first ``k`` distinct entries kept. A partial copy has two sources (the copied
-    part and the slice it was pasted into), and the windows that do not see the first often propose the second.
+    Each window position that holds brain proposes the training entry whose window there matches the query's
+    best; the proposals are ranked by that match and the first ``k`` distinct entries kept. A partial copy has
+    two sources (the copied part and the slice it was pasted into), and the windows that do not see the first
+    often propose the second.
 
     Args:
         queries: W x n x D window descriptors of the queries (:func:`window_descriptors`), in ``db``'s dtype and
@@ -153,4 +154,7 @@ def window_candidates(
                 better = value > best[w]  # ties keep the earlier entry (lower row, unmirrored first)
                 best[w] = torch.where(better, value, best[w])
                 entry[w] = torch.where(better, (a + col) * per_image + mirrored, entry[w])
+    # a window with too little brain in the query and in its mirror is zero: its "best" entry is arbitrary
+    live = (stacked.abs().amax(dim=-1) > 0).reshape(n_windows, len(views), n).any(dim=1)
+    best = best.masked_fill(~live, -torch.inf)
     return best_distinct(entry.T.cpu().numpy(), best.T.cpu().numpy(), k)  # over the n x W window proposals
