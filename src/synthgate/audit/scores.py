@@ -29,12 +29,20 @@ MIN_WINDOW_BRAIN = 0.3  # a window counts when at least this fraction of it is b
 
 
 def brain_mask(x: Any) -> Any:
-    """n x 1 x H x W bools: pixels that differ from the background (the corner value) in some channel."""
+    """n x 1 x H x W bools: pixels that differ from the background (the corner value) in some channel by more
+    than 5 % of the channel's standard deviation.
+
+    The deviation is the norm of the centred channel over sqrt(n - 1), the same two-pass value as ``std``:
+    torch's CPU ``std`` over a 128 x 128 channel took a quarter of the structure and partial scores' time,
+    ``vector_norm`` a twentieth of that.
+    """
     import torch
 
     bg = x[..., :1, :1]
-    scale = x.flatten(2).std(dim=2)[..., None, None].clamp_min(1e-12)
-    return (torch.abs(x - bg) > 0.05 * scale).any(dim=1, keepdim=True)
+    flat = x.flatten(2)
+    centred = flat - flat.mean(dim=2, keepdim=True)
+    scale = (torch.linalg.vector_norm(centred, dim=2) / max(1, flat.shape[2] - 1) ** 0.5)[..., None, None]
+    return (torch.abs(x - bg) > 0.05 * scale.clamp_min(1e-12)).any(dim=1, keepdim=True)
 
 
 def high_pass(x: Any) -> Any:
@@ -55,10 +63,13 @@ def high_pass(x: Any) -> Any:
     env = x
     for _ in range(2):
         env = F.pad(env, (p, p, p, p), mode="replicate")
-        run = F.pad(env.cumsum(-1), (1, 0))  # run[..., j] = sum of the first j columns
-        env = run[..., k:] - run[..., :-k]
-        run = F.pad(env.cumsum(-2), (0, 0, 1, 0))
-        env = (run[..., k:, :] - run[..., :-k, :]) * (1.0 / (k * k))
+        run = env.cumsum(-1)  # run[..., j] = sum of columns 0 .. j; window j sums columns j .. j + k - 1
+        rows = run[..., k - 1 :].clone()
+        rows[..., 1:] -= run[..., :-k]
+        run = rows.cumsum(-2)
+        env = run[..., k - 1 :, :].clone()
+        env[..., 1:, :] -= run[..., :-k, :]
+        env.mul_(1.0 / (k * k))
     return x - env
 
 
