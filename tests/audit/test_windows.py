@@ -103,3 +103,11 @@ def test_the_window_search_finds_a_patch_copy_that_pixel_candidates_miss(tmp_pat
     assert results[False].partial_row[0] != 2
     assert results[True].partial_row[0] == 2 and results[True].partial[0] > 0.95
     assert results[True].partial[0] > results[False].partial[0] + 0.1
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 128, 128), (2, 2, 256, 64), (2, 2, 48, 48), (2, 2, 24, 24)])
+def test_descriptor_images_are_the_area_means_of_adaptive_pooling(shape: tuple[int, int, int, int]) -> None:
+    x = torch.from_numpy(np.random.default_rng(45).normal(size=shape).astype(np.float32))
+    side = (min(shape[2], 32), min(shape[3], 32))
+    want = torch.nn.functional.adaptive_avg_pool2d(x.reshape(-1, 1, *shape[2:]), side).reshape(*shape[:2], *side)
+    torch.testing.assert_close(descriptor_images(x), want, atol=1e-6, rtol=0)  # block sums where the side divides

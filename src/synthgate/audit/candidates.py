@@ -27,7 +27,9 @@ def descriptor_images(x: Any) -> Any:
     """Feature images (torch, ... x H x W) area-downsampled to the descriptor's side (no copy when small).
 
     Adaptive pooling bins are mirror-symmetric, so the descriptor images of a mirrored image are the mirrored
-    descriptor images: the audit pools once and mirrors the small images.
+    descriptor images (to float rounding): the audit pools once and mirrors the small images. Where the side is a
+    multiple of the descriptor's (128, 256 px), the bins are equal blocks, summed by a reshape: a third of
+    ``adaptive_avg_pool2d``'s time on the CPU.
     """
     import torch.nn.functional as F
 
@@ -35,7 +37,12 @@ def descriptor_images(x: Any) -> Any:
     if max(h, w) <= DESCRIPTOR_SIZE:
         return x
     lead = x.shape[:-2]
-    pooled = F.adaptive_avg_pool2d(x.reshape(-1, 1, h, w), (min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE)))
+    oh, ow = min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE)
+    if h % oh == 0 and w % ow == 0:
+        fh, fw = h // oh, w // ow
+        rows = x.reshape(*lead, oh, fh, w).sum(dim=-2)
+        return rows.reshape(*lead, oh, ow, fw).sum(dim=-1).mul_(1.0 / (fh * fw))
+    pooled = F.adaptive_avg_pool2d(x.reshape(-1, 1, h, w), (oh, ow))
     return pooled.reshape(*lead, *pooled.shape[-2:])
 
 
