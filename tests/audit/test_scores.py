@@ -84,3 +84,14 @@ def test_block_sums_equal_direct_window_sums(side: int) -> None:
     for f, s in zip(fast, slow, strict=True):
         np.testing.assert_allclose(f, s, rtol=0, atol=2e-5)
     assert (fast[0] > 0.3).all() and (fast[1] >= fast[0] - 0.2).all()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 9, 16, 17])
+def test_window_sums_by_doubling_equal_direct_sums(k: int) -> None:
+    from synthgate.audit.scores import _window_sums
+
+    x = torch.from_numpy(np.random.default_rng(k).normal(size=(2, 3, 40, 33)))  # float64: exact to rounding
+    for dim in (-1, -2):
+        n = x.shape[dim] - k + 1
+        want = torch.stack([x.narrow(dim, i, k).sum(dim=dim) for i in range(n)], dim=dim)
+        torch.testing.assert_close(_window_sums(x, k, dim), want, atol=1e-12, rtol=0)

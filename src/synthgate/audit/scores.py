@@ -49,10 +49,9 @@ def high_pass(x: Any) -> Any:
     """Each channel minus its smooth envelope: two passes of a box filter of side ~ 2.45 sigma (a Gaussian of
     sigma :data:`SIGMA_FRACTION` of the side, to a few percent), on the image padded by replicating its edge.
 
-    Each box filter is separable, and each 1-D window sum is a difference of running sums (``cumsum``): four
-    passes over the image whatever the side, where summing each window costs ``k`` reads per pixel (1.5x
-    slower at 128 px). A running sum spans one row or column (at most H + k values), so its float32 rounding
-    stays near 1e-7 of the image's largest magnitude times that length: far below the residuals it defines.
+    Each box filter is separable, and each 1-D window sum is built by doubling (:func:`_window_sums`): about
+    ``2 log2 k`` vectorised additions, twice as fast on the CPU as differences of running sums (``cumsum`` is a
+    sequential scan), and each sum holds at most ``k`` terms, so its rounding stays near 1e-7 of the largest value.
     """
     import torch.nn.functional as F
 
@@ -63,14 +62,26 @@ def high_pass(x: Any) -> Any:
     env = x
     for _ in range(2):
         env = F.pad(env, (p, p, p, p), mode="replicate")
-        run = env.cumsum(-1)  # run[..., j] = sum of columns 0 .. j; window j sums columns j .. j + k - 1
-        rows = run[..., k - 1 :].clone()
-        rows[..., 1:] -= run[..., :-k]
-        run = rows.cumsum(-2)
-        env = run[..., k - 1 :, :].clone()
-        env[..., 1:, :] -= run[..., :-k, :]
-        env.mul_(1.0 / (k * k))
+        env = _window_sums(_window_sums(env, k, -1), k, -2).mul_(1.0 / (k * k))
     return x - env
+
+
+def _window_sums(x: Any, k: int, dim: int) -> Any:
+    """Sums of ``k`` consecutive values along ``dim`` (length L - k + 1): ``k`` written in binary, the window is
+    a run of blocks of 1, 2, 4 ... values, and each block size is the previous one added to itself shifted."""
+    n_out = x.shape[dim] - k + 1
+    out, offset, blocks, size = None, 0, x, 1
+    while True:
+        if k & 1:
+            part = blocks.narrow(dim, offset, n_out)
+            out = part.clone() if out is None else out.add_(part)
+            offset += size
+        k >>= 1
+        if not k:
+            return out
+        m = blocks.shape[dim] - size
+        blocks = blocks.narrow(dim, 0, m) + blocks.narrow(dim, size, m)  # sums of 2 * size values
+        size *= 2
 
 
 def window_grid(h: int, w: int) -> tuple[int, int, int, int]:
