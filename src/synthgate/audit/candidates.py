@@ -79,19 +79,24 @@ def _frequencies(h: int, w_half: int) -> tuple[list[int], list[int], list[int], 
     return [a for a, _ in pairs], [b for _, b in pairs], alone, m + 1
 
 
-def descriptor_size(shape: tuple[int, int, int]) -> int:
-    """Columns of the descriptors of C x H x W feature images (``sym`` and ``anti``)."""
+def _kept_rows(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(rows that are their own mirror, mirror pairs of rows, columns x channels) of the kept spectrum of C x H x W
+    feature images, as :func:`descriptors` keeps it from the pooled images."""
     c, h, w = shape
     plus, _minus, alone, cols = _frequencies(min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE) // 2 + 1)
-    return c * (len(alone) + 2 * len(plus)) * cols
+    return len(alone), len(plus), c * cols
+
+
+def descriptor_size(shape: tuple[int, int, int]) -> int:
+    """Columns of the descriptors of C x H x W feature images (``sym`` and ``anti``)."""
+    alone, pairs, per_row = _kept_rows(shape)
+    return (alone + 2 * pairs) * per_row
 
 
 def descriptor_sym_size(shape: tuple[int, int, int]) -> int:
     """Columns of the ``sym`` part of the descriptors of C x H x W feature images."""
-    c, h, w = shape
-    hh, ww = min(h, DESCRIPTOR_SIZE), min(w, DESCRIPTOR_SIZE)
-    plus, _minus, alone, cols = _frequencies(hh, ww // 2 + 1)
-    return c * (len(alone) + len(plus)) * cols
+    alone, pairs, per_row = _kept_rows(shape)
+    return (alone + pairs) * per_row
 
 
 def descriptor_candidates(

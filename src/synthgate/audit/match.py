@@ -351,10 +351,9 @@ def _window_proposals(vectors: np.ndarray, groups: np.ndarray | None, cache: Tra
     db = cache.windows
     imgs = torch.from_numpy(np.ascontiguousarray(vectors)).to(db.device).reshape(-1, *cache.shape)
     pooled = descriptor_images(imgs)
-    views = [window_descriptors(pooled, mirrored, db.dtype) for mirrored in ((False, True) if settings.flips
-                                                                             else (False,))]
-    return window_candidates(views[0], views[1] if settings.flips else None, db, cache.valid, WINDOW_CANDIDATES,
-                             settings.per_image, cache.groups, groups)
+    mirrors = window_descriptors(pooled, mirrored=True, dtype=db.dtype) if settings.flips else None
+    return window_candidates(window_descriptors(pooled, dtype=db.dtype), mirrors, db, cache.valid,
+                             WINDOW_CANDIDATES, settings.per_image, cache.groups, groups)
 
 
 def _unique_rows(entries: np.ndarray) -> np.ndarray:
