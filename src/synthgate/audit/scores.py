@@ -90,8 +90,9 @@ def window_grid(h: int, w: int) -> tuple[int, int, int, int]:
             max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION)))
 
 
-def _sums(products: list[Any], h: int, w: int, by_blocks: bool) -> tuple[list[Any], list[Any]]:
-    """(whole-image sums, half-size window sums) of each product image (n x c x H x W).
+def grid_sums(products: list[Any], h: int, w: int, by_blocks: bool = True) -> tuple[list[Any], list[Any]]:
+    """(whole-image sums, half-size window sums) of each product image (n x c x H x W), over the partial score's
+    window grid (:func:`window_grid`; the window proposals of :mod:`synthgate.audit.windows` use it too).
 
     The windows are :data:`WINDOW_FRACTION` of the side at a :data:`STRIDE_FRACTION` stride. When a window is
     exactly 2 x 2 stride blocks and the blocks tile the image (128 or 256 px), each product is summed once into
@@ -126,7 +127,7 @@ def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = Non
     """(structure, partial) scores of n aligned pairs of feature images (torch tensors): ``aligned`` is
     n x C x H x W; ``query`` is n x C x H x W, or, with ``pair_query`` (n indices), the q x C x H x W distinct
     queries of the pairs, so that a query's mask and high-pass residual are computed once for all its pairs.
-    ``by_blocks=False`` sums every window directly (the reference of the block sums, see :func:`_sums`)."""
+    ``by_blocks=False`` sums every window directly (the reference of the block sums, see :func:`grid_sums`)."""
     h, w = query.shape[-2:]
     mq, rq = brain_mask(query), high_pass(query.float())
     if pair_query is not None:
@@ -134,7 +135,7 @@ def structure_and_partial(query: Any, aligned: Any, pair_query: Any | None = Non
     m = (mq | brain_mask(aligned)).to(rq.dtype)
     ra = high_pass(aligned.float())
     am, bm = rq * m, ra * m
-    whole, windows = _sums([m, am, bm, rq * am, ra * bm, rq * bm], h, w, by_blocks)
+    whole, windows = grid_sums([m, am, bm, rq * am, ra * bm, rq * bm], h, w, by_blocks)
     structure, _ = _masked_pearson(whole)
     local, brain = _masked_pearson(windows)
     kh, kw, _sh, _sw = window_grid(h, w)

@@ -32,7 +32,7 @@ import numpy as np
 
 from synthgate.audit.candidates import DESCRIPTOR_SIZE, best_distinct
 from synthgate.audit.plan import ALIGN_WORK_BYTES
-from synthgate.audit.scores import MIN_WINDOW_BRAIN, brain_mask, high_pass, window_grid
+from synthgate.audit.scores import MIN_WINDOW_BRAIN, brain_mask, grid_sums, high_pass, window_grid
 
 #: Window candidates kept per query (each is one more full-resolution pair of the extra scores): the copied part's
 #: source and the slice it was pasted into.
@@ -72,12 +72,12 @@ def window_descriptors(pooled: Any, mirrored: bool = False, dtype: Any = None) -
     :func:`~synthgate.audit.candidates.descriptor_images`), or of their mirrors: W x n x D (windows first, so
     that each window's rows are one contiguous matrix), zero for windows with too little brain.
 
-    Each window's mean and norm come from pooled sums of the residual and its square (a pass over the small image,
-    not over the 2.25x larger stack of overlapping windows), and the centred, scaled windows are written straight
-    into the W x n x D result in ``dtype``.
+    Each window's mean and norm come from the partial score's window sums (:func:`~synthgate.audit.scores.
+    grid_sums`) of the residual and its square (a pass over the small image, not over the 2.25x larger stack of
+    overlapping windows), and the centred, scaled windows are written straight into the W x n x D result in
+    ``dtype``.
     """
     import torch
-    import torch.nn.functional as F
 
     x = pooled.float()
     if mirrored:
@@ -85,10 +85,10 @@ def window_descriptors(pooled: Any, mirrored: bool = False, dtype: Any = None) -
     n, c, h, w = x.shape
     kh, kw, sh, sw = window_grid(h, w)
     residual = high_pass(x)
-    mean = F.avg_pool2d(residual, (kh, kw), (sh, sw))  # n x C x gh x gw
-    spread = (F.avg_pool2d(residual * residual, (kh, kw), (sh, sw)) - mean * mean).clamp_min(0) * (kh * kw)
-    brain = F.avg_pool2d(brain_mask(x).float(), (kh, kw), (sh, sw))  # n x 1 x gh x gw: brain fraction
-    scale = (brain >= MIN_WINDOW_BRAIN) / (spread.sqrt().clamp_min(1e-12) * c**0.5)
+    _whole, (sums, squares, brain) = grid_sums([residual, residual * residual, brain_mask(x).to(x.dtype)], h, w)
+    mean = sums / (kh * kw)  # n x C x gh x gw
+    spread = (squares - sums * mean).clamp_min(0)
+    scale = (brain >= MIN_WINDOW_BRAIN * kh * kw) / (spread.sqrt().clamp_min(1e-12) * c**0.5)
     gh, gw = mean.shape[-2:]
     win = residual.unfold(2, kh, sh).unfold(3, kw, sw)  # n x C x gh x gw x kh x kw (a view)
     centred = (win - mean[..., None, None]).mul_(scale[..., None, None])
