@@ -145,4 +145,3 @@ def _sample(x: Any, grid: Any) -> Any:
     import torch.nn.functional as F
 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
