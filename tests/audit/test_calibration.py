@@ -5,7 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from synthgate.audit.calibration import CalibrationMethod, calibrate, compare_to_null, describe
+from synthgate.audit.calibration import (
+    SUBJECT_CONFIDENCE,
+    CalibrationMethod,
+    calibrate,
+    calibrate_scores,
+    compare_to_null,
+    describe,
+    subject_bound,
+)
 from synthgate.errors import InputError, UsageError
 
 HOLDOUT = CalibrationMethod.HOLDOUT_QUANTILE
@@ -69,8 +77,6 @@ def test_describe() -> None:
 
 
 def test_scores_voting_together_hold_the_family_wise_rate() -> None:
-    from synthgate.audit.calibration import calibrate_scores
-
     rng = np.random.default_rng(7)
     cov = [[1.0, 0.5, 0.3], [0.5, 1.0, 0.4], [0.3, 0.4, 1.0]]
     scale = np.array([0.01, 0.1, 0.05])
@@ -85,3 +91,48 @@ def test_scores_voting_together_hold_the_family_wise_rate() -> None:
     assert ((new >= np.array(per_score)).any(axis=1).mean()) > 0.02  # separate thresholds would add up
     single = calibrate_scores({"a": null[:, 0]}, CalibrationMethod.HOLDOUT_QUANTILE, 0.99)["a"]
     assert single == calibrate(null[:, 0], CalibrationMethod.HOLDOUT_QUANTILE, 0.99)
+
+
+def test_subject_bound_is_the_normal_prediction_bound_of_the_subjects_quantiles() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    subjects = np.repeat(np.array(["a", "b", "c", "d"], dtype=object), [30, 40, 50, 60])
+    values = rng.normal(size=180) + np.repeat([0.0, 0.5, -0.3, 1.0], [30, 40, 50, 60])
+    q = [np.sort(values[subjects == s])[min(n, math.ceil((n + 1) * 0.9)) - 1]
+         for s, n in zip("abcd", (30, 40, 50, 60), strict=True)]
+    want = np.mean(q) + stats.t.ppf(SUBJECT_CONFIDENCE, 3) * np.std(q, ddof=1) * math.sqrt(1 + 1 / 4)
+    assert subject_bound(values, subjects, 0.9) == pytest.approx(want, rel=1e-12)
+    cal = calibrate(values, HOLDOUT, 0.9, subjects=subjects.tolist())
+    assert cal.subject_bound and cal.threshold == pytest.approx(want) and cal.null_subjects == 4
+    assert cal.expected_false_positive_rate == pytest.approx(((values >= want).sum() + 1) / 181)
+    assert not calibrate(values, HOLDOUT, 0.9).subject_bound  # without subjects: the slices' quantile
+
+
+def test_subject_bound_holds_the_rate_for_a_new_subject_where_the_slices_quantile_does_not() -> None:
+    """Subjects differ in how alike they are to the training set (a random offset per subject): the pooled slices'
+    quantile holds the rate on average over subjects, but a new subject above the average is flagged far more
+    often; the subject-level bound keeps most new subjects at or under the rate."""
+    rng = np.random.default_rng(5)
+
+    def subject(n: int = 90) -> np.ndarray:
+        return rng.normal(rng.normal(0.0, 0.7), 1.0, n)
+
+    pooled_over, bound_over = [], []
+    for _ in range(60):
+        null = [subject() for _ in range(5)]
+        labels = np.repeat(np.arange(5).astype(str), 90).tolist()
+        slices = calibrate(np.concatenate(null), HOLDOUT, 0.99).threshold
+        bound = calibrate(np.concatenate(null), HOLDOUT, 0.99, subjects=labels).threshold
+        new = subject(2000)
+        pooled_over.append(np.mean(new >= slices) > 0.01)
+        bound_over.append(np.mean(new >= bound) > 0.01)
+    assert np.mean(pooled_over) > 0.2 and np.mean(bound_over) < 0.1  # measured: 0.28 and 0.03
+
+
+def test_correlation_bounds_stay_below_one() -> None:
+    rng = np.random.default_rng(6)
+    subjects = np.repeat(np.arange(3).astype(str), 40).tolist()
+    r = np.tanh(rng.normal(2.0, 0.3, 120) + np.repeat([0.0, 0.3, 0.6], 40))  # 0.9-0.995: a wide spread
+    cal = calibrate_scores({"pearson": r}, HOLDOUT, 0.99, subjects=subjects)["pearson"]
+    assert cal.subject_bound and r.max() < cal.threshold < 1.0

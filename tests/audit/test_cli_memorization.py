@@ -66,8 +66,8 @@ def test_writes_exactly_the_specified_files_and_columns(stores: dict[str, Path],
     for key in ("synthgate_version", "created", "counts", "fraction_flagged", "threshold", "calibration",
                 "subjects_leaked", "distributions", "test", "settings", "versions"):
         assert key in summary
-    assert summary["counts"]["flagged"] == 4 and summary["calibration"]["method"] == "holdout-quantile"
-    assert "too few" in summary["calibration"]["note"]  # 12 holdout images for quantile 0.99
+    assert summary["counts"]["flagged"] == 4 and summary["calibration"]["method"] == "holdout+train-subject-disjoint"
+    assert "fewer than 10" in summary["calibration"]["note"]  # 3 holdout subjects: the training subjects join
     assert set(summary["distributions"]) == {"synthetic_to_train", "holdout_to_train"}
     printed = json.loads(res.stdout)  # type: ignore[attr-defined]
     assert printed["threshold"] == summary["threshold"]

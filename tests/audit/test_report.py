@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from synthgate.audit.calibration import MIN_HOLDOUT_SUBJECTS
 from synthgate.audit.memorization import MemorizationConfig, run_memorization_audit
 from synthgate.audit.planted import _geom
-from synthgate.audit.report import MIN_HOLDOUT_SUBJECTS, calibration_note, write_audit_outputs
+from synthgate.audit.report import calibration_note, write_audit_outputs
 from synthgate.audit.transforms import apply_match_transform
 from synthgate.data.imageset import ImageSet
 
@@ -60,9 +61,16 @@ def test_report_shows_full_ids_every_channel_and_aligned_pairs(tmp_path: Path) -
 
 def test_calibration_note_warns_of_a_holdout_of_few_subjects(train_set: ImageSet, holdout_set: ImageSet,
                                                               unseen_set: ImageSet) -> None:
-    res = run_memorization_audit(train_set, unseen_set, holdout_set, MemorizationConfig(transforms=()))
-    assert res.counts["holdout_subjects"] == len(holdout_set.subject_ids) < MIN_HOLDOUT_SUBJECTS
-    note = calibration_note(res)
-    assert f"the holdout holds {len(holdout_set.subject_ids)} subjects" in note and "too few" in note
-    many = replace(res, counts=res.counts | {"holdout_subjects": MIN_HOLDOUT_SUBJECTS})
+    alone = run_memorization_audit(train_set, unseen_set, holdout_set,
+                                   MemorizationConfig(transforms=(), pool_null=False))
+    assert alone.counts["holdout_subjects"] == len(holdout_set.subject_ids) < MIN_HOLDOUT_SUBJECTS
+    note = calibration_note(alone)
+    assert f"the holdout holds {len(holdout_set.subject_ids)} subjects" in note and "another patient" in note
+    many = replace(alone, counts=alone.counts | {"holdout_subjects": MIN_HOLDOUT_SUBJECTS})
     assert "holdout holds" not in calibration_note(many)
+    pooled = run_memorization_audit(train_set, unseen_set, holdout_set, MemorizationConfig(transforms=()))
+    assert pooled.calibration.method == "holdout+train-subject-disjoint"
+    subjects = len(holdout_set.subject_ids) + len(train_set.subject_ids)
+    assert pooled.calibration.n_null == len(holdout_set) + len(train_set)
+    assert pooled.calibration.null_subjects == subjects
+    assert f"between the {subjects} subjects" in calibration_note(pooled)

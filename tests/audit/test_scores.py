@@ -30,6 +30,29 @@ def test_partial_copy_scores_higher_than_an_unrelated_slice() -> None:
     assert copy_p > whole  # the window finds what the whole image dilutes
 
 
+def test_a_pasted_patch_scores_as_a_copy_wherever_it_sits() -> None:
+    x = blob_images(3, size=64, seed=35)
+    for y0, x0 in ((19, 23), (25, 17), (16, 16)):  # off and on the window grid
+        patched = x[1].copy()
+        patched[:, y0 : y0 + 24, x0 : x0 + 24] = x[0][:, y0 : y0 + 24, x0 : x0 + 24]  # a seventh of the image
+        _, copy_p = pair_scores(patched, x[0])
+        _, other_p = pair_scores(patched, x[2])
+        assert copy_p > 0.95 and copy_p > other_p + 0.2
+
+
+def test_best_fraction_mean_equals_sorting_each_row() -> None:
+    from synthgate.audit.scores import best_fraction_mean
+
+    rng = np.random.default_rng(8)
+    values = rng.uniform(-1, 1, (6, 300))
+    valid = rng.uniform(size=(6, 300)) < np.array([0.9, 0.5, 0.1, 0.01, 0.0, 1.0])[:, None]
+    got = best_fraction_mean(torch.from_numpy(values), torch.from_numpy(valid), 0.05).numpy()
+    for row, v, ok in zip(got, values, valid, strict=True):
+        kept = np.sort(v[ok])[::-1]
+        want = kept[: max(1, round(0.05 * len(kept)))].mean() if len(kept) else -1.0
+        assert row == pytest.approx(want, abs=1e-12)
+
+
 def test_structure_score_tolerates_gamma_and_separates_patients() -> None:
     x = blob_images(3, size=48, seed=32)
     gamma = x[0].copy()

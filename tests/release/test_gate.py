@@ -42,6 +42,8 @@ def test_refuses_without_holdout_calibration(tmp_path: Path, sets: tuple[ImageSe
     assert _gate(
         tmp_path / "b", sets, ReleasePolicy(require_holdout_calibration=False), method="train-subject-disjoint"
     ).released
+    pooled = _gate(tmp_path / "c", sets, ReleasePolicy(), method="holdout+train-subject-disjoint")
+    assert pooled.released  # a holdout of few subjects, pooled with the training subjects' null, is a holdout
 
 
 def test_refuses_when_too_many_flagged_before_removal(tmp_path: Path, sets: tuple[ImageSet, ImageSet]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,7 @@ class SetScores:
     topk_flip: np.ndarray  # n x k bools
     structure: np.ndarray  # structure score of the best pair (see synthgate.audit.scores); NaN if not computed
     structure_row: np.ndarray
-    partial: np.ndarray  # partial score: best half-size window
+    partial: np.ndarray  # partial score: the best small windows' mean (see synthgate.audit.scores)
     partial_row: np.ndarray
     n_fallback: int = 0
     n_exact: int = 0
@@ -102,6 +102,14 @@ class SetScores:
             topk_rows=np.full((n, k), -1), topk_flip=np.zeros((n, k), bool), structure=np.full(n, np.nan),
             structure_row=np.full(n, -1), partial=np.full(n, np.nan), partial_row=np.full(n, -1),
         )
+
+    def concat(self, other: SetScores) -> SetScores:
+        """These queries' scores followed by ``other``'s (same k): a null pooled from two sets of images."""
+        arrays = {f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)])
+                  for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
+        seconds = {k: self.seconds.get(k, 0.0) + other.seconds.get(k, 0.0) for k in {*self.seconds, *other.seconds}}
+        return replace(self, **arrays, n_fallback=self.n_fallback + other.n_fallback,
+                       n_exact=self.n_exact + other.n_exact, seconds=seconds)
 
     @property
     def transforms(self) -> list[str]:

@@ -21,6 +21,7 @@ import numpy as np
 from synthgate import distributed
 from synthgate.audit.backend import Backend, resolve_backend
 from synthgate.audit.calibration import (
+    MIN_HOLDOUT_SUBJECTS,
     Calibration,
     CalibrationMethod,
     TwoSampleTest,
@@ -40,6 +41,7 @@ from synthgate.audit.transforms import ALL_TRANSFORMS, Transform, make_warps
 from synthgate.audit.windows import proposal_dtype, window_bytes
 from synthgate.data.imageset import ImageSet, check_compatible, require_nonempty
 from synthgate.data.manifest import check_disjoint_content, check_disjoint_names
+from synthgate.data.subjects import per_image_subjects
 from synthgate.errors import InputError, UsageError
 from synthgate.runtime import versions
 
@@ -72,6 +74,9 @@ class MemorizationConfig:
         rotations: rotation angles searched (degrees).
         scales: zoom factors searched.
         max_null: largest number of training images scored for the subject-disjoint null (seeded sample).
+        pool_null: when the holdout holds fewer than :data:`~synthgate.audit.calibration.MIN_HOLDOUT_SUBJECTS`
+            subjects, pool it with the subject-disjoint null of the training images (the calibration then sees
+            the spread between several patients, see :mod:`synthgate.audit.calibration`).
         seed: seed of that sample.
         scores: the scores that vote (:class:`Score`): whole-image Pearson r always; ``structure`` and
             ``partial`` (:mod:`synthgate.audit.scores`) by default. They vote together at one family-wise
@@ -91,8 +96,9 @@ class MemorizationConfig:
     cache_dir: str | None = None
     max_shift: float = 0.15
     rotations: tuple[float, ...] = (-20.0, -10.0, 10.0, 20.0)
-    scales: tuple[float, ...] = (0.87, 1.15)
+    scales: tuple[float, ...] = (0.9, 1.11)
     max_null: int = 2000
+    pool_null: bool = True
     seed: int = 0
     scores: tuple[Score, ...] = (Score.PEARSON, Score.STRUCTURE, Score.PARTIAL)
     shard_index: bool = False
@@ -234,25 +240,33 @@ def run_memorization_audit(
                             cache, settings, scored("synthetic"))
         seconds["synthetic"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        per_image = per_image_subjects(train) or (holdout is not None and per_image_subjects(holdout))
         if holdout is not None:
             check_disjoint_content(train, holdout)  # the training digests come from the cache's single read
             null = score_spread(image_queries(holdout, channels, plan.query_block, "--holdout"), len(holdout),
                                  cache, settings, scored("holdout"))
             method, null_name, null_ids = CalibrationMethod.HOLDOUT_QUANTILE, "holdout", holdout.ids
+            null_subjects = holdout.subjects
+            if (config.pool_null and not per_image and len(holdout.subject_ids) < MIN_HOLDOUT_SUBJECTS
+                    and len(subjects) >= 2):
+                # a few holdout patients say little about the next patient: the training subjects join the null
+                rows = _null_rows(len(train), config)
+                null = null.concat(score_spread(cached_queries(cache, rows, plan.query_block), len(rows), cache,
+                                                settings, scored("null")))
+                method, null_name = CalibrationMethod.HOLDOUT_AND_TRAIN, "holdout and train (other subjects)"
+                null_ids += tuple(train.ids[i] for i in rows)
+                null_subjects += tuple(train.subjects[i] for i in rows)
         else:
             if len(subjects) < 2 and config.threshold is None:
                 raise InputError(
                     "--train holds one subject, so no subject-disjoint null exists; give --holdout or --threshold"
                 )
-            rows = np.arange(len(train))
-            if len(rows) > config.max_null:
-                rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.max_null, replace=False))
-            if len(subjects) < 2:
-                rows = rows[:0]
+            rows = _null_rows(len(train), config) if len(subjects) >= 2 else np.arange(0)
             null = score_spread(cached_queries(cache, rows, plan.query_block), len(rows), cache, settings,
                                  scored("null"))
             method, null_name = CalibrationMethod.TRAIN_SUBJECT_DISJOINT, "train (other subjects)"
             null_ids = tuple(train.ids[i] for i in rows)
+            null_subjects = tuple(train.subjects[i] for i in rows)
         seconds["null"] = time.perf_counter() - t0
         train_zero = int((~cache.valid).sum())
         cache_where = cache.where
@@ -263,7 +277,8 @@ def run_memorization_audit(
     values = {Score.PEARSON: (syn.score, null.score, syn.train_row), Score.STRUCTURE:
               (syn.structure, null.structure, syn.structure_row), Score.PARTIAL: (syn.partial, null.partial,
                                                                                   syn.partial_row)}
-    calibrations = calibrate_scores({str(v): values[v][1] for v in votes}, method, config.quantile, config.threshold)
+    calibrations = calibrate_scores({str(v): values[v][1] for v in votes}, method, config.quantile, config.threshold,
+                                    None if per_image else null_subjects)
     cal = calibrations[Score.PEARSON]
     if len(votes) > 1:
         mean, sd = standardisation({str(v): values[v][1] for v in votes})
@@ -315,6 +330,14 @@ def run_memorization_audit(
         settings=settings_json, versions=_versions(), seconds=seconds, calibrations=calibrations,
         flagged_by=flagged_by, statistic=statistic, source_row=source,
     )
+
+
+def _null_rows(n_train: int, config: MemorizationConfig) -> np.ndarray:
+    """The training rows of the subject-disjoint null: all, or a seeded sample of ``config.max_null``."""
+    rows = np.arange(n_train)
+    if n_train > config.max_null:
+        rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.max_null, replace=False))
+    return rows
 
 
 def _versions() -> dict[str, str | None]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from synthgate import __version__
 from synthgate.atomic import atomic_dir
-from synthgate.audit.calibration import describe
+from synthgate.audit.calibration import MIN_HOLDOUT_SUBJECTS, SUBJECT_CONFIDENCE, CalibrationMethod, describe
 from synthgate.audit.figures import DIFF_RANGE, histogram_png, pair_pngs, stack_png
 from synthgate.audit.memorization import MemorizationResult
 from synthgate.data.imageset import ImageSet
@@ -84,10 +84,6 @@ def _subjects_note(result: MemorizationResult, source: SubjectSource) -> str:
     return PER_IMAGE_NOTE
 
 
-#: Holdout subjects below which the calibration note warns that the stated rate may not carry to other patients.
-MIN_HOLDOUT_SUBJECTS = 10
-
-
 def calibration_note(result: MemorizationResult) -> str:
     """A plain-language caveat on the calibration (empty when there is none)."""
     cal = result.calibration
@@ -101,7 +97,13 @@ def calibration_note(result: MemorizationResult) -> str:
         notes.append(f"{cal.n_null} null scores are too few for quantile {cal.quantile}: the threshold is the null "
                      "maximum; a larger holdout gives a sharper threshold")
     held = result.counts.get("holdout_subjects", 0)
-    if cal.method == "holdout-quantile" and 0 < held < MIN_HOLDOUT_SUBJECTS:
+    if cal.method == CalibrationMethod.HOLDOUT_AND_TRAIN:
+        notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}, fewer than {MIN_HOLDOUT_SUBJECTS}: "
+                     f"the training subjects, each scored against the others, joined the null, and the threshold "
+                     f"is at least a bound, from the spread between the {cal.null_subjects} subjects, that a new "
+                     f"patient stays under {SUBJECT_CONFIDENCE:.0%} of the time; a holdout of at least "
+                     f"{MIN_HOLDOUT_SUBJECTS} subjects calibrates on unseen patients alone")
+    elif cal.method == CalibrationMethod.HOLDOUT_QUANTILE and 0 < held < MIN_HOLDOUT_SUBJECTS:
         # slices of one patient are not exchangeable with another's: patients differ in how alike they are to the
         # training set (on 5 BRATS patients, a 1-subject holdout let 0-17 % of another patient's slices through)
         notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}: the expected false-positive rate "

@@ -7,21 +7,20 @@ so the source is rarely among a query's first whole-image candidates.
 
 The **window descriptors** search every training image for the best window instead. Each feature image is
 area-downsampled to :data:`~synthgate.audit.candidates.DESCRIPTOR_SIZE` (the pooled images of the shift descriptor),
-reduced to its high-pass residual (the structure, not the outline), and cut into the partial score's 3 x 3 grid of
-half-size windows at a quarter-side stride. Each window is centred and scaled to unit norm per channel (divided by
-sqrt C), so that the product of two windows is their channel-mean Pearson r; a window with too little brain is
-zero and never wins. Each window position proposes the training entry (its mirror too: entry ``2 j + 1``) whose
-window there best matches the query's; the :data:`WINDOW_CANDIDATES` best distinct proposals become pairs of the
-partial and structure scores, which decide. This search only proposes, so it runs in bfloat16 where the CPU or
-GPU multiplies it fast.
+reduced to its high-pass residual (the structure, not the outline), and cut into a 3 x 3 grid of half-size
+windows at a quarter-side stride (:func:`proposal_grid`). Each window is centred and scaled to unit norm per
+channel (divided by sqrt C), so that the product of two windows is their channel-mean Pearson r; a window with
+too little brain is zero and never wins. Each window position proposes the training entry (its mirror too:
+entry ``2 j + 1``) whose window there best matches the query's; the :data:`WINDOW_CANDIDATES` best distinct
+proposals become pairs of the partial and structure scores, which decide. This search only proposes, so it runs
+in bfloat16 where the CPU or GPU multiplies it fast.
 Ties within bfloat16 rounding go to the lower entry, so on one device the proposals do not depend on block sizes
 or ranks; a CPU and a GPU may break such a near-tie differently (docs/architecture.md, Exactness).
 
 On the first benchmark's half and patch copies (real slices, 10 per kind, seeds 0-3: 80 copies) the proposals
 held the copy's source or the training slice it was pasted into for every copy, where the first whole-image
-candidates missed both for most. A patch that straddles the partial score's grid scores low against its source
-but high against the slice it was pasted into, which the second proposal (from the windows that do not see the
-patch) supplies.
+candidates missed both for most. The second proposal (from the windows that do not see the copied part) is the
+slice it was pasted into: a second chance where the copied part's own windows propose a look-alike.
 """
 
 from __future__ import annotations
@@ -32,7 +31,10 @@ import numpy as np
 
 from synthgate.audit.candidates import DESCRIPTOR_SIZE, best_distinct
 from synthgate.audit.plan import ALIGN_WORK_BYTES
-from synthgate.audit.scores import MIN_WINDOW_BRAIN, brain_mask, grid_sums, high_pass, window_grid
+from synthgate.audit.scores import MIN_WINDOW_BRAIN, brain_mask, grid_sums, high_pass
+
+WINDOW_FRACTION = 1 / 2  # the proposal windows' side, as a fraction of the pooled image's
+STRIDE_FRACTION = 1 / 4  # their stride
 
 #: Window candidates kept per query (each is one more full-resolution pair of the extra scores): the copied part's
 #: source and the slice it was pasted into.
@@ -53,6 +55,14 @@ def proposal_dtype(device: str) -> Any:
     return torch.bfloat16 if native else torch.float32
 
 
+def proposal_grid(h: int, w: int) -> tuple[int, int, int, int]:
+    """(height, width, row stride, column stride) of the proposal windows on an h x w pooled image: a 3 x 3 grid
+    of half-size windows. Large windows keep the descriptors few (2.25 x the pooled image) and each still holds
+    a copied half or quarter-area patch mostly; the partial score's small windows then measure the pair."""
+    return (max(1, int(h * WINDOW_FRACTION)), max(1, int(w * WINDOW_FRACTION)),
+            max(1, int(h * STRIDE_FRACTION)), max(1, int(w * STRIDE_FRACTION)))
+
+
 def window_bytes(shape: tuple[int, int, int], device: str) -> int:
     """Bytes of one image's window descriptors as the index holds them (on ``device``)."""
     n_windows, values = window_layout(shape)
@@ -63,7 +73,7 @@ def window_layout(shape: tuple[int, int, int]) -> tuple[int, int]:
     """(windows per image, values per window descriptor) of C x H x W feature images: the windows are cut from
     the images pooled to at most :data:`~synthgate.audit.candidates.DESCRIPTOR_SIZE` a side."""
     c, h, w = (shape[0], *(min(s, DESCRIPTOR_SIZE) for s in shape[1:]))
-    kh, kw, sh, sw = window_grid(h, w)
+    kh, kw, sh, sw = proposal_grid(h, w)
     return ((h - kh) // sh + 1) * ((w - kw) // sw + 1), c * kh * kw
 
 
@@ -72,9 +82,9 @@ def window_descriptors(pooled: Any, mirrored: bool = False, dtype: Any = None) -
     :func:`~synthgate.audit.candidates.descriptor_images`), or of their mirrors: W x n x D (windows first, so
     that each window's rows are one contiguous matrix), zero for windows with too little brain.
 
-    Each window's mean and norm come from the partial score's window sums (:func:`~synthgate.audit.scores.
-    grid_sums`) of the residual and its square (a pass over the small image, not over the 2.25x larger stack of
-    overlapping windows), and the centred, scaled windows are written straight into the W x n x D result in
+    Each window's mean and norm come from the window sums (:func:`~synthgate.audit.scores.grid_sums`) of the
+    residual and its square (a pass over the small image, not over the 2.25x larger stack of overlapping
+    windows), and the centred, scaled windows are written straight into the W x n x D result in
     ``dtype``.
     """
     import torch
@@ -83,9 +93,9 @@ def window_descriptors(pooled: Any, mirrored: bool = False, dtype: Any = None) -
     if mirrored:
         x = torch.flip(x, dims=(-1,))  # adaptive pooling bins are mirror-symmetric: the mirror's pooled image
     n, c, h, w = x.shape
-    kh, kw, sh, sw = window_grid(h, w)
+    kh, kw, sh, sw = grid = proposal_grid(h, w)
     residual = high_pass(x)
-    _whole, (sums, squares, brain) = grid_sums([residual, residual * residual, brain_mask(x).to(x.dtype)], h, w)
+    _whole, (sums, squares, brain) = grid_sums([residual, residual * residual, brain_mask(x).to(x.dtype)], grid)
     mean = sums / (kh * kw)  # n x C x gh x gw
     spread = (squares - sums * mean).clamp_min(0)
     scale = (brain >= MIN_WINDOW_BRAIN * kh * kw) / (spread.sqrt().clamp_min(1e-12) * c**0.5)

@@ -10,7 +10,9 @@ REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumo
 
 _MEANINGS = {
     "holdout_calibration": "How the similarity threshold was set: from the scores of real holdout subjects the "
-    "generator never saw against the training set (holdout-quantile), or from a weaker substitute.",
+    "generator never saw against the training set (holdout-quantile; holdout+train-subject-disjoint when the "
+    "holdout's few subjects are pooled with the training subjects scored against each other), or from a weaker "
+    "substitute.",
     "fraction_flagged_before_removal": "Share of the audited synthetic images that score at or above the threshold, "
     "i.e. near-copies of a training image, before any is removed. A high share means the generator copies.",
     "subjects_leaked": "Share of training subjects with at least one near-copy among the synthetic images.",
