@@ -140,3 +140,22 @@ def test_descriptor_of_a_mirror_is_a_sign_and_mirrors_are_searched(side: int) ->
 def test_transform_names() -> None:
     assert transform_name(False, 0.0, 1.0, 0, 0) == "identity"
     assert transform_name(True, 5.0, 1.05, 0, 2) == "hflip+rotate+zoom+shift"
+
+
+def test_identity_starts_hold_the_best_unwarped_candidate_where_the_grid_chose_another_pair() -> None:
+    x = blob_images(3, size=48, seed=36)
+    turned = _geom(x[1], angle=20.0, label=2)
+    queries = feats(np.stack([turned, x[2]]))
+    cf = feats(x)
+    entries = np.array([[0, 1, 2], [0, 1, 2]])
+    both = align_block(queries, np.array([True, True]), entries, lambda e: cf[e], WIDE, 4, identity_starts=True)
+    assert len(both.entry) == 4
+    winner, start = both.subset(np.arange(2)), both.subset(np.arange(2, 4))
+    assert winner.entry[0] == 1 and winner.angle_deg[0] == 20.0  # the grid's warp wins for the turned copy
+    unwarped = [pearson(turned, x[j]) for j in range(3)]
+    # the second start is the candidate the identity warp (with shifts) scores best, unwarped
+    assert start.entry[0] >= 0 and start.angle_deg[0] == 0.0 and start.scale[0] == 1.0
+    assert start.score[0] >= max(unwarped) - 1e-5
+    assert winner.entry[1] == 2 and winner.angle_deg[1] == 0.0 and start.entry[1] == -1  # the same pair: no second
+    plain = align_block(queries, np.array([True, True]), entries, lambda e: cf[e], WIDE, 4)
+    np.testing.assert_array_equal(plain.entry, winner.entry)

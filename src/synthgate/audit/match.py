@@ -32,8 +32,9 @@ from synthgate.data.imageset import ImageSet
 logger = logging.getLogger(__name__)
 
 #: Descriptor proposals per query always searched over the whole warp grid (a zoomed or rotated copy can
-#: correlate poorly with its source before the warp).
-PROPOSALS_REFINED = 3
+#: correlate poorly with its source before the warp). Four, not three: a slice zoomed out by 0.91 looks like a
+#: slice 10 mm higher, whose neighbours took the first three proposals of a real copy.
+PROPOSALS_REFINED = 4
 #: The alignment replaces the exact pixel match only when it gains more than this (float32 FFT noise).
 ROBUST_MIN_GAIN = 1e-3
 #: Work per refinement batch (full-resolution pairs); below glibc's mmap threshold, like every work array.
@@ -216,7 +217,8 @@ def _pixel_topk(vectors: np.ndarray, groups: np.ndarray | None, cache: TrainingI
 def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entries: np.ndarray,
            scores: np.ndarray, cache: TrainingIndex, settings: MatchSettings, out: SetScores) -> None:
     """Re-rank each query's candidates by alignment (grid, then refinement); keep it where it beats the pixel
-    match.
+    match. Two starting points per query are refined: the grid's winner and, where it is another pair, the best
+    candidate at the identity warp (:func:`~synthgate.audit.align.align_block`); the better refined pair wins.
 
     The grid runs in alignment blocks; the refinement of every aligned query of the query block then runs in
     larger batches (its work at ~48 px is small, and its cost is per step, not per pair).
@@ -246,15 +248,18 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         merged = _unique_rows(np.concatenate(cands, axis=1))
         always = np.array([np.isin(row, p[:PROPOSALS_REFINED]) & (row >= 0) for row, p in zip(merged, props,
                                                                                             strict=True)])
-        al = align_block(imgs, todo, merged, lambda e: _read_entries(cache, e, m), settings.warps,
-                         settings.max_shift, always=always)
-        have = np.flatnonzero(todo & (al.entry >= 0))
-        if len(have):
-            found.append((a + have, al.subset(have)))
+        both = align_block(imgs, todo, merged, lambda e: _read_entries(cache, e, m), settings.warps,
+                           settings.max_shift, always=always, identity_starts=True)
+        n_block = len(merged)
+        for al in (both.subset(np.arange(n_block)), both.subset(np.arange(n_block, 2 * n_block))):
+            have = np.flatnonzero(todo & (al.entry >= 0))
+            if len(have):
+                found.append((a + have, al.subset(have)))
     if not found:
         return
-    rows = np.concatenate([r for r, _ in found])
+    rows = np.concatenate([r for r, _ in found])  # a query may have two starting points: the best refines wins
     al = Alignment.concat([x for _, x in found])
+    best = scores[:, 0] + ROBUST_MIN_GAIN
     per_pair = 4 * int(np.prod(shape)) * 8  # full-resolution float32 images of a pair and their float64 score
     batch = max(1, REFINE_WORK_BYTES // per_pair)
     for b in range(0, len(rows), batch):
@@ -262,8 +267,10 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
         imgs = torch.from_numpy(np.ascontiguousarray(vectors[r])).to(cache.device).reshape(-1, *shape)
         cand = _read_entries(cache, part.entry, m)
         ref = refine(imgs, cand, part.angle_deg, part.scale, part.shift_y, part.shift_x, free=settings.refine)
-        gain = ref.score > scores[r, 0] + ROBUST_MIN_GAIN
-        for j in np.flatnonzero(gain):
+        for j in range(len(r)):
+            if not ref.score[j] > best[r[j]]:
+                continue
+            best[r[j]] = ref.score[j]
             i = pos[r[j]]
             out.score[i] = ref.score[j]
             out.train_row[i] = part.entry[j] // m

@@ -96,7 +96,7 @@ class MemorizationConfig:
     cache_dir: str | None = None
     max_shift: float = 0.15
     rotations: tuple[float, ...] = (-20.0, -10.0, 10.0, 20.0)
-    scales: tuple[float, ...] = (0.9, 1.11)
+    scales: tuple[float, ...] = (0.87, 1.15)
     max_null: int = 2000
     pool_null: bool = True
     seed: int = 0
