@@ -142,12 +142,18 @@ def test_transform_names() -> None:
     assert transform_name(True, 5.0, 1.05, 0, 2) == "hflip+rotate+zoom+shift"
 
 
-def test_identity_starts_hold_the_best_unwarped_candidate_where_the_grid_chose_another_pair() -> None:
+def test_identity_starts_hold_the_best_unwarped_candidate_where_the_grid_chose_another_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthgate.audit import align
+
     x = blob_images(3, size=48, seed=36)
     turned = _geom(x[1], angle=20.0, label=2)
     queries = feats(np.stack([turned, x[2]]))
     cf = feats(x)
     entries = np.array([[0, 1, 2], [0, 1, 2]])
+    far = align_block(queries, np.array([True, True]), entries, lambda e: cf[e], WIDE, 4, identity_starts=True)
+    assert far.entry[0] == 1 and far.entry[2] == -1  # the grid's winner is far ahead of the identity warp's best
+    monkeypatch.setattr(align, "IDENTITY_START_MARGIN", 2.0)  # every other pair is a second start
     both = align_block(queries, np.array([True, True]), entries, lambda e: cf[e], WIDE, 4, identity_starts=True)
     assert len(both.entry) == 4
     winner, start = both.subset(np.arange(2)), both.subset(np.arange(2, 4))

@@ -73,4 +73,5 @@ def test_calibration_note_warns_of_a_holdout_of_few_subjects(train_set: ImageSet
     subjects = len(holdout_set.subject_ids) + len(train_set.subject_ids)
     assert pooled.calibration.n_null == len(holdout_set) + len(train_set)
     assert pooled.calibration.null_subjects == subjects
+    assert len(pooled.compared_scores) == len(holdout_set)  # the two-sample test keeps to the holdout
     assert f"between the {subjects} subjects" in calibration_note(pooled)

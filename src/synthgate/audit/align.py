@@ -53,6 +53,11 @@ class Alignment:
         return Alignment(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Alignment)))
 
 
+#: The identity warp's best pair is a second starting point of the refinement when the grid's winner beat it by
+#: at most this: then the grid could not tell them apart (on real slices a third of the queries with another
+#: winner, 0.001 for the copy that needed it), and the second refinement costs about as much as the first.
+IDENTITY_START_MARGIN = 0.01
+
 #: Images at least this side search the rotation / zoom grid at half resolution (2 x 2 means, re-normalised; the
 #: queries are pooled, then warped, a quarter of the warp work): the grid only picks each query's best (warp,
 #: candidate); that pair is then warped and correlated at full resolution over every shift, and the gradient
@@ -114,10 +119,11 @@ def align_block(
             e.g. the descriptor's proposals, which may correlate poorly before the warp), then the best at the
             identity warp.
         identity_starts: also return, as rows ``n .. 2n - 1``, each query's best candidate at the identity warp
-            (shifted) where the grid's winner is another (warp, candidate); entry -1 elsewhere. A second starting
-            point for the refinement: a copy turned by 3-5 degrees lies nearer the identity than a grid step, and
-            on a near-symmetric slice a mirrored neighbour can win the grid by a hair (0.951 against the source's
-            0.950 on a real slice), then refine to 0.953 where the source refines to 0.999.
+            (shifted) where the grid's winner is another (warp, candidate) that beat it by at most
+            :data:`IDENTITY_START_MARGIN`; entry -1 elsewhere. A second starting point for the
+            refinement: a copy turned by 3-5 degrees lies nearer the identity than a grid step, and on a
+            near-symmetric slice a mirrored neighbour can win the grid by a hair (0.951 against the source's 0.950
+            on a real slice), then refine to 0.953 where the source refines to 0.999.
     """
     import torch
     import torch.nn.functional as F
@@ -188,7 +194,7 @@ def align_block(
         return out
     second = Alignment(np.full(n, -np.inf), np.full(n, -1, np.int64), np.zeros(n), np.ones(n), np.zeros(n),
                        np.zeros(n))
-    other = (g_best != 0) | (identity[1] != col)  # the grid's winner is another pair
+    other = ((g_best != 0) | (identity[1] != col)) & (identity[0] >= score - IDENTITY_START_MARGIN)
     _fill(second, entries, grid, s, identity[0].masked_fill(~other, -torch.inf), identity[1], identity[2],
           torch.zeros_like(g_best))
     return Alignment.concat([out, second])

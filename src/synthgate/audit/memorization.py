@@ -159,6 +159,12 @@ class MemorizationResult:
     # flagged it (pearson, structure, partial), -1 when not flagged; its subject is the one counted as leaked
 
     @property
+    def compared_scores(self) -> np.ndarray:
+        """The null scores that the two-sample test and the summary's ``holdout_to_train`` describe
+        (:func:`compared_null`)."""
+        return compared_null(self.null.score, self.counts.get("holdout", 0))
+
+    @property
     def fraction_flagged(self) -> float:
         return float(self.flagged.mean()) if len(self.flagged) else 0.0
 
@@ -294,7 +300,8 @@ def run_memorization_audit(
     for v, h in zip(votes[::-1], hits[::-1], strict=True):  # the first score that flagged names the source
         source = np.where(h, values[v][2], source)
     leaked = tuple(dict.fromkeys(train.subjects[int(r)] for r in source[flagged]))
-    test = compare_to_null(syn.score, null.score, null_name)
+    test = compare_to_null(syn.score, compared_null(null.score, len(holdout) if holdout is not None else 0),
+                           "holdout" if holdout is not None else null_name)
     counts = {
         "synthetic": len(synthetic),
         "train": len(train),
@@ -319,7 +326,9 @@ def run_memorization_audit(
         "window_proposals": str(proposal_dtype(config.device)).removeprefix("torch.") if partial else None,
         "similarity": "mean over channels of Pearson r; best over mirror, shift, rotation and zoom",
         "scores_combined": "an image is flagged when any score reaches its threshold; the thresholds share one "
-                           "standardised level (null mean + z * null sd), calibrated on the null's maximum z",
+                           "standardised level on Fisher's scale (tanh(null mean + z * null sd) of atanh(score)), "
+                           "calibrated on the null's largest z (and, with several null subjects, at least a "
+                           "bound for a new subject's quantile)",
     }
     for name, sc in (("synthetic", syn), ("null", null)):
         for step, sec in sc.seconds.items():
@@ -330,6 +339,15 @@ def run_memorization_audit(
         settings=settings_json, versions=_versions(), seconds=seconds, calibrations=calibrations,
         flagged_by=flagged_by, statistic=statistic, source_row=source,
     )
+
+
+def compared_null(null_scores: np.ndarray, n_holdout: int) -> np.ndarray:
+    """The holdout's part of the null (its first ``n_holdout`` scores), or the whole null without a holdout.
+
+    Why: training subjects pooled into the null for calibration meet one subject fewer than an unseen image does,
+    so their scores are biased low; the comparison of synthetic with unseen real images keeps to the holdout.
+    """
+    return null_scores[:n_holdout] if n_holdout else null_scores
 
 
 def _null_rows(n_train: int, config: MemorizationConfig) -> np.ndarray:

@@ -60,7 +60,7 @@ def summary_json(result: MemorizationResult, train: ImageSet | None = None) -> d
         },
         "distributions": {
             "synthetic_to_train": describe(result.synthetic.score),
-            "holdout_to_train": describe(result.null.score),
+            "holdout_to_train": describe(result.compared_scores),
         },
         "test": result.test.to_json(),
         "transforms_flagged": _transform_counts(result),
