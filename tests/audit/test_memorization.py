@@ -231,7 +231,7 @@ def test_exact_copies_are_neither_proposed_for_nor_aligned(train_set: ImageSet, 
     monkeypatch.setattr(match, "_proposals", counting)
     res = run_memorization_audit(train_set, synthetic, holdout_set, MemorizationConfig())
     n = len(unseen_set)
-    # all but the two exact copies, and the training images of the null pooled with the 6-subject holdout
-    assert sum(proposed) == len(synthetic) - 2 + len(holdout_set) + len(train_set)
+    # all but the two exact copies, and the images of the 4 training subjects pooled with the 6-subject holdout
+    assert sum(proposed) == len(synthetic) - 2 + len(holdout_set) + 4 * 4
     assert res.flagged[n : n + 2].all() and (res.synthetic.train_row[n : n + 2] == rows[:2]).all()
     assert (res.synthetic.score[n : n + 2] >= 1 - match.ROBUST_MIN_GAIN).all() and res.flagged[n + 2 :].all()

@@ -70,8 +70,12 @@ def test_calibration_note_warns_of_a_holdout_of_few_subjects(train_set: ImageSet
     assert "holdout holds" not in calibration_note(many)
     pooled = run_memorization_audit(train_set, unseen_set, holdout_set, MemorizationConfig(transforms=()))
     assert pooled.calibration.method == "holdout+train-subject-disjoint"
-    subjects = len(holdout_set.subject_ids) + len(train_set.subject_ids)
-    assert pooled.calibration.n_null == len(holdout_set) + len(train_set)
-    assert pooled.calibration.null_subjects == subjects
+    added = MIN_HOLDOUT_SUBJECTS - len(holdout_set.subject_ids)  # training subjects make up 10 (of 6 there)
+    pooled_train = [i for i in pooled.null_ids if i in set(train_set.ids)]
+    assert len({train_set.subjects[train_set.ids.index(i)] for i in pooled_train}) == added
+    assert len(pooled_train) == added * 4  # every image of each (4 per subject)
+    assert pooled.calibration.n_null == len(holdout_set) + added * 4
+    subjects = MIN_HOLDOUT_SUBJECTS
     assert len(pooled.compared_scores) == len(holdout_set)  # the two-sample test keeps to the holdout
+    assert pooled.calibration.null_subjects == subjects
     assert f"between the {subjects} subjects" in calibration_note(pooled)

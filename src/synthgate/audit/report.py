@@ -99,7 +99,7 @@ def calibration_note(result: MemorizationResult) -> str:
     held = result.counts.get("holdout_subjects", 0)
     if cal.method == CalibrationMethod.HOLDOUT_AND_TRAIN:
         notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}, fewer than {MIN_HOLDOUT_SUBJECTS}: "
-                     f"the training subjects, each scored against the others, joined the null, and the threshold "
+                     f"training subjects, each scored against the others, joined the null, and the threshold "
                      f"is at least a bound, from the spread between the {cal.null_subjects} subjects, that a new "
                      f"patient stays under {SUBJECT_CONFIDENCE:.0%} of the time; a holdout of at least "
                      f"{MIN_HOLDOUT_SUBJECTS} subjects calibrates on unseen patients alone")
