@@ -51,6 +51,7 @@ def test_best_fraction_mean_equals_sorting_each_row() -> None:
         kept = np.sort(v[ok])[::-1]
         want = kept[: max(1, round(0.05 * len(kept)))].mean() if len(kept) else -1.0
         assert row == pytest.approx(want, abs=1e-12)
+    assert best_fraction_mean(torch.zeros(0, 5), torch.zeros(0, 5, dtype=torch.bool), 0.05).shape == (0,)
 
 
 def test_structure_score_tolerates_gamma_and_separates_patients() -> None:

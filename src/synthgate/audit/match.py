@@ -257,7 +257,7 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
                 found.append((a + have, al.subset(have)))
     if not found:
         return
-    rows = np.concatenate([r for r, _ in found])  # a query may have two starting points: the best refines wins
+    rows = np.concatenate([r for r, _ in found])  # a query may have two starting points: the better refined one wins
     al = Alignment.concat([x for _, x in found])
     best = scores[:, 0] + ROBUST_MIN_GAIN
     per_pair = 4 * int(np.prod(shape)) * 8  # full-resolution float32 images of a pair and their float64 score

@@ -127,6 +127,8 @@ def best_fraction_mean(values: Any, valid: Any, fraction: float) -> Any:
     import torch
 
     count = valid.sum(dim=1)
+    if not len(count):
+        return values.new_zeros(0)
     take = (count * fraction).round().clamp_min(1).long()
     top = values.masked_fill(~valid, float("-inf")).topk(min(values.shape[1], int(take.max())), dim=1).values
     csum = top.masked_fill(torch.isinf(top), 0.0).cumsum(dim=1)
