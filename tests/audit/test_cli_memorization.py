@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from synthgate.audit.planted import CopyKind, plant_copies
 from synthgate.cli import app
 from synthgate.cli.options import parse_size
-from synthgate.data.store import write_store
+from synthgate.data.store import read_store, write_store
 from synthgate.errors import UsageError
 
 from .conftest import blob_images, make_set
@@ -73,6 +73,18 @@ def test_writes_exactly_the_specified_files_and_columns(stores: dict[str, Path],
     assert printed["threshold"] == summary["threshold"]
     page = (out / "report.html").read_text()
     assert "PRIVATE" in page and "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_holdout_only_calibrates_on_the_holdout_alone(stores: dict[str, Path], tmp_path: Path) -> None:
+    args = ["--train", str(stores["train"]), "--synthetic", str(stores["synthetic"]), "--holdout",
+            str(stores["holdout"]), "--transforms", "hflip", "--scores", "pearson", "--json"]
+    pooled = run(*args, "--out", str(tmp_path / "pooled"))
+    alone = run(*args, "--holdout-only", "--out", str(tmp_path / "alone"))
+    assert pooled.exit_code == 0 and alone.exit_code == 0, alone.output  # type: ignore[attr-defined]
+    cal = [json.loads((tmp_path / d / "summary.json").read_text())["calibration"] for d in ("pooled", "alone")]
+    assert cal[0]["method"] == "holdout+train-subject-disjoint" and cal[1]["method"] == "holdout-quantile"
+    holdout_images = len(read_store(stores["holdout"]))
+    assert cal[1]["n_null"] == holdout_images < cal[0]["n_null"]
 
 
 def test_failure_exit_codes(stores: dict[str, Path], tmp_path: Path) -> None:

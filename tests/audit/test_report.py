@@ -66,6 +66,7 @@ def test_calibration_note_warns_of_a_holdout_of_few_subjects(train_set: ImageSet
     assert alone.counts["holdout_subjects"] == len(holdout_set.subject_ids) < MIN_HOLDOUT_SUBJECTS
     note = calibration_note(alone)
     assert f"the holdout holds {len(holdout_set.subject_ids)} subjects" in note and "another patient" in note
+    assert "without --holdout-only" in note
     many = replace(alone, counts=alone.counts | {"holdout_subjects": MIN_HOLDOUT_SUBJECTS})
     assert "holdout holds" not in calibration_note(many)
     pooled = run_memorization_audit(train_set, unseen_set, holdout_set, MemorizationConfig(transforms=()))

@@ -109,7 +109,8 @@ def calibration_note(result: MemorizationResult) -> str:
         notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}: the expected false-positive rate "
                      f"holds for patients like {'them' if held > 1 else 'it'}, and another patient may be flagged "
                      f"more often; a holdout of at least {MIN_HOLDOUT_SUBJECTS} subjects calibrates for the spread "
-                     "between patients")
+                     "between patients" + ("" if result.config.pool_null else
+                                           ", and without --holdout-only training subjects join the null"))
     return "; ".join(notes)
 
 

@@ -60,6 +60,11 @@ def memorization(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Explicit threshold (skips calibration).")
     ] = None,
+    pool_null: Annotated[bool, typer.Option(
+        "--pool-null/--holdout-only", help="With a --holdout of fewer than 10 subjects, training subjects (each "
+        "scored against the others) join the calibration's null to make up 10, so that it sees how patients "
+        "differ; --holdout-only calibrates on the holdout alone.")
+    ] = True,
     transforms: TransformsOpt = ALL_TRANSFORMS,
     include_label: Annotated[bool, typer.Option("--include-label", help="Compare the label channel too.")] = False,
     channels: FolderChannels = None,
@@ -87,7 +92,7 @@ def memorization(
     be = resolve_backend(backend, dev)
     config = MemorizationConfig(k=k, quantile=quantile, threshold=threshold, transforms=transforms,
                                 include_label=include_label, max_memory=max_memory, backend=be, device=dev,
-                                scores=parse_scores(scores), shard_index=shard_index)
+                                scores=parse_scores(scores), shard_index=shard_index, pool_null=pool_null)
     on_main(lambda: check_target(out, overwrite))  # rank 0 checks where it will write
     folder_channels = parse_channels(channels)
     groups = subject_map(subjects, subject_pattern)
