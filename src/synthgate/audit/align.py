@@ -154,7 +154,7 @@ def align_block(
     best0 = best0.masked_fill(~mask, -torch.inf)
     score, col = best0.max(dim=1)
     arg = arg0.gather(1, col[:, None])[:, 0]
-    identity = (score.clone(), col.clone(), arg.clone())
+    identity = (score, col, arg)  # the warp search below rebinds these names, never writes into them
     g_best = torch.zeros(n, dtype=torch.long, device=dev)
     rest = tuple(wp for wp in warps if not wp.identity)
     if rest:

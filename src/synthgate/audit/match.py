@@ -250,11 +250,10 @@ def _align(vectors: np.ndarray, groups: np.ndarray | None, pos: np.ndarray, entr
                                                                                             strict=True)])
         both = align_block(imgs, todo, merged, lambda e: _read_entries(cache, e, m), settings.warps,
                            settings.max_shift, always=always, identity_starts=True)
-        n_block = len(merged)
-        for al in (both.subset(np.arange(n_block)), both.subset(np.arange(n_block, 2 * n_block))):
-            have = np.flatnonzero(todo & (al.entry >= 0))
-            if len(have):
-                found.append((a + have, al.subset(have)))
+        query = np.tile(np.arange(len(merged)), 2)  # rows n .. 2n - 1 are the same queries' second starts
+        have = np.flatnonzero(todo[query] & (both.entry >= 0))
+        if len(have):
+            found.append((a + query[have], both.subset(have)))
     if not found:
         return
     rows = np.concatenate([r for r, _ in found])  # a query may have two starting points: the better refined one wins

@@ -353,10 +353,7 @@ def compared_null(null_scores: np.ndarray, n_holdout: int) -> np.ndarray:
 
 def _null_rows(n_train: int, config: MemorizationConfig) -> np.ndarray:
     """The training rows of the subject-disjoint null: all, or a seeded sample of ``config.max_null``."""
-    rows = np.arange(n_train)
-    if n_train > config.max_null:
-        rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.max_null, replace=False))
-    return rows
+    return _at_most(np.arange(n_train), config.max_null, np.random.default_rng(config.seed))
 
 
 def _pooled_rows(train: ImageSet, n_subjects: int, config: MemorizationConfig) -> np.ndarray:
@@ -372,10 +369,12 @@ def _pooled_rows(train: ImageSet, n_subjects: int, config: MemorizationConfig) -
     subjects = np.asarray(train.subjects, dtype=object)
     names = list(dict.fromkeys(train.subjects))
     chosen = [names[i] for i in sorted(rng.permutation(len(names))[:n_subjects])]
-    rows = np.flatnonzero(np.isin(subjects, np.asarray(chosen, dtype=object)))
-    if len(rows) > config.max_null:
-        rows = np.sort(rng.choice(rows, config.max_null, replace=False))
-    return rows
+    return _at_most(np.flatnonzero(np.isin(subjects, np.asarray(chosen, dtype=object))), config.max_null, rng)
+
+
+def _at_most(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """``rows``, or a sorted sample of ``limit`` of them drawn with ``rng`` where there are more."""
+    return np.sort(rng.choice(rows, limit, replace=False)) if len(rows) > limit else rows
 
 
 def _versions() -> dict[str, str | None]:

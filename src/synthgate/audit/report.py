@@ -105,7 +105,7 @@ def calibration_note(result: MemorizationResult) -> str:
                      f"{MIN_HOLDOUT_SUBJECTS} subjects calibrates on unseen patients alone")
     elif cal.method == CalibrationMethod.HOLDOUT_QUANTILE and 0 < held < MIN_HOLDOUT_SUBJECTS:
         # slices of one patient are not exchangeable with another's: patients differ in how alike they are to the
-        # training set (on 5 BRATS patients, a 1-subject holdout let 0-17 % of another patient's slices through)
+        # training set (measured in synthgate.audit.calibration's docstring)
         notes.append(f"the holdout holds {held} subject{'s' if held > 1 else ''}: the expected false-positive rate "
                      f"holds for patients like {'them' if held > 1 else 'it'}, and another patient may be flagged "
                      f"more often; a holdout of at least {MIN_HOLDOUT_SUBJECTS} subjects calibrates for the spread "
