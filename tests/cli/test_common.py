@@ -4,6 +4,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from synthgate.atomic import Terminated
 from synthgate.cli.common import handle_errors, resolve_device
 from synthgate.errors import GateRefused, InputError, IntegrityError, UsageError
 
@@ -32,6 +33,21 @@ def test_errors_become_one_line_and_their_exit_code(monkeypatch, exc, code):
     assert r.exit_code == code
     assert str(exc) in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("stop", "code", "word"), [(KeyboardInterrupt(), 130, "interrupted"),
+                                                    (Terminated(15), 143, "terminated")])
+def test_an_interruption_that_python_wrapped_still_exits_as_one(monkeypatch, stop, code, word):
+    """A signal during a class's creation reaches us as RuntimeError("Error calling __set_name__ ...") caused by
+    it (seen once in CI: SIGTERM while matplotlib was imported, exit 1 instead of 143)."""
+    monkeypatch.delenv("SYNTHGATE_DEBUG", raising=False)
+    wrapped = RuntimeError("Error calling __set_name__ on '_axis_method_wrapper' instance 'get_xgridlines'")
+    wrapped.__cause__ = stop
+    r = runner.invoke(_app(wrapped), [])
+    assert r.exit_code == code and word in r.output and "unexpected" not in r.output
+    unrelated = RuntimeError("oops")
+    unrelated.__context__ = ValueError("inner")
+    assert runner.invoke(_app(unrelated), []).exit_code == 1
 
 
 def test_debug_shows_the_exception(monkeypatch):

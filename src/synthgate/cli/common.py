@@ -125,6 +125,20 @@ def _enter_launch(fn: Callable[..., Any]) -> bool:
     return True
 
 
+def _interruption(e: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM behind ``e``, if ``e`` wraps one: Python 3.11 turns an exception raised while a class
+    is created (a signal during an import, e.g. matplotlib's) into ``RuntimeError("Error calling __set_name__
+    ...")`` caused by it, which must still exit as an interruption."""
+    seen: set[int] = set()
+    cause: BaseException | None = e.__cause__ or e.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, Terminated)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command: synthgate errors -> one red line + exit code; others -> exit 1.
 
@@ -160,6 +174,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             _say_error("", "terminated", "red")
             raise typer.Exit(143) from None
         except Exception as e:
+            stop = _interruption(e)
+            if stop is not None:  # Ctrl-C or SIGTERM arrived where Python wraps it (e.g. during a class's creation)
+                _say_error("", "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated", "red")
+                raise typer.Exit(130 if isinstance(stop, KeyboardInterrupt) else 143) from None
             if debug_enabled():
                 raise
             text = f"{type(e).__name__}: {e} (set SYNTHGATE_DEBUG=1 for the traceback)"
